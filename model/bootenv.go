@@ -61,14 +61,41 @@ type BootFile struct {
 	Source string `json:",omitempty"`
 }
 
-// TemplateInfo binds a template to a served path. Path is itself a template
-// (e.g. "pxelinux.cfg/01-{{.Machine.MACDashed}}"). Exactly one of ID (a
-// stored or built-in template) and Contents is set.
+// TemplateInfo binds a template to what a machine is served. The boot
+// loader templates have the well-known names TemplateIPXE, TemplatePXELinux
+// and TemplateGRUB and are served at the paths firmware asks for
+// (<mac>.ipxe, pxelinux.cfg/01-<mac>, grub/grub.cfg-01-<mac>, ...); every
+// other template is served at machines/<uuid>/<Path> (e.g. "preseed.cfg",
+// "user-data"). Exactly one of ID (a stored or built-in template) and
+// Contents is set.
 type TemplateInfo struct {
 	Name     string
 	Path     string
 	ID       string `json:",omitempty"`
 	Contents string `json:",omitempty"`
+}
+
+// Boot loader template names.
+const (
+	TemplateIPXE     = "ipxe"
+	TemplatePXELinux = "pxelinux"
+	TemplateGRUB     = "grub"
+)
+
+// IsBootLoaderTemplate reports whether name is one of the boot loader
+// template names.
+func IsBootLoaderTemplate(name string) bool {
+	return name == TemplateIPXE || name == TemplatePXELinux || name == TemplateGRUB
+}
+
+// Template returns the bootenv's template binding by name.
+func (b *BootEnv) Template(name string) (TemplateInfo, bool) {
+	for _, t := range b.Templates {
+		if t.Name == name {
+			return t, true
+		}
+	}
+	return TemplateInfo{}, false
 }
 
 // Built-in bootenv names that other packages refer to.
@@ -128,8 +155,13 @@ func (b *BootEnv) Validate() error {
 			errs = append(errs, Invalid(f+".Name", "%q is used twice", t.Name))
 		}
 		names[t.Name] = true
-		if t.Path == "" {
+		if t.Path == "" && !IsBootLoaderTemplate(t.Name) {
 			errs = append(errs, Invalid(f+".Path", "is required"))
+		}
+		if t.Path != "" {
+			if err := validRelPath(f+".Path", t.Path); err != nil {
+				errs = append(errs, err)
+			}
 		}
 		if (t.ID == "") == (t.Contents == "") {
 			errs = append(errs, Invalid(f, "exactly one of ID and Contents must be set"))

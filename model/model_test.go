@@ -214,10 +214,10 @@ func TestBootEnvValidate(t *testing.T) {
 	b := BootEnv{
 		Name:      "x",
 		Arches:    map[string]ArchInfo{"amd64": {Kernel: "../etc/passwd"}, "sparc": {}},
-		Templates: []TemplateInfo{{Name: "a", Path: "a.ipxe"}, {Name: "a", Path: "b", ID: "t"}},
+		Templates: []TemplateInfo{{Name: "a", Path: "a.ipxe"}, {Name: "a", Path: "b", ID: "t"}, {Name: "ipxe", ID: "x"}, {Name: "c", ID: "x"}},
 	}
 	got := fields(b.Validate())
-	want := []string{"Arches.amd64.Kernel", "Arches.sparc", "Templates[0]", "Templates[1].Name"}
+	want := []string{"Arches.amd64.Kernel", "Arches.sparc", "Templates[0]", "Templates[1].Name", "Templates[3].Path"}
 	if diff := cmp.Diff(sortStrings(got), want); diff != "" {
 		t.Errorf("invalid fields (-got +want):\n%s", diff)
 	}
