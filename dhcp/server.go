@@ -1,0 +1,351 @@
+package dhcp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"runtime/debug"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/ironcast/ironcast/model"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
+)
+
+// Config configures a Server. The zero value, with Interfaces and Leases
+// set, is a working server with the defaults documented on each field.
+type Config struct {
+	// Interfaces are the network interfaces to answer on (--dhcp-interface).
+	// Every packet is handled as coming from the interface it arrived on.
+	Interfaces []string
+	// Leases decides addresses; required.
+	Leases Leases
+	// Booter decides boot information; nil means StaticBooter{}.
+	Booter Booter
+	// Notifier receives dhcp.* events; nil means none.
+	Notifier Notifier
+	// OnBound is called after an ACK that bound an address the client did
+	// not hold before (not on renewals), once the reply is sent, from the
+	// worker that handled it. It should be quick; nil means none.
+	OnBound func(ctx context.Context, l model.Lease)
+	// Logger receives logs; nil discards them. Dropped packets are logged
+	// at debug level.
+	Logger *slog.Logger
+	// Registerer receives the metrics; nil registers none.
+	Registerer prometheus.Registerer
+	// Workers is the number of goroutines handling requests (default 64).
+	// ACKs wait for a durable store write, so workers are many: the store
+	// groups their writes into one commit.
+	Workers int
+	// QueueLen bounds the requests waiting for a worker (default 8192);
+	// beyond it requests are dropped (reason "queue_full").
+	QueueLen int
+	// ReadBuffer is the socket receive buffer in bytes (default 8 MiB),
+	// set with SO_RCVBUFFORCE (root) or SO_RCVBUF.
+	ReadBuffer int
+	// Port is the server port (default 67). Replies go to port 68, or 67
+	// through a relay.
+	Port int
+	// ProxyPort is the PXE boot server port served for proxyDHCP (default
+	// 4011); -1 turns it off.
+	ProxyPort int
+}
+
+func (c *Config) defaults() {
+	if c.Booter == nil {
+		c.Booter = StaticBooter{}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Workers <= 0 {
+		c.Workers = 64
+	}
+	if c.QueueLen <= 0 {
+		c.QueueLen = 8192
+	}
+	if c.ReadBuffer <= 0 {
+		c.ReadBuffer = 8 << 20
+	}
+	if c.Port == 0 {
+		c.Port = serverPort
+	}
+	if c.ProxyPort == 0 {
+		c.ProxyPort = pxePort
+	}
+}
+
+// Server is a DHCPv4 and proxyDHCP server on a set of interfaces. Create
+// it with New, which binds every socket, then call Serve once.
+type Server struct {
+	cfg   Config
+	h     *handler
+	m     *metrics
+	links []*link
+	conns []*conn
+	addrs *addrSource
+	queue chan packet
+	pool  sync.Pool
+}
+
+type conn struct {
+	uc   *net.UDPConn
+	link *link
+	port int
+}
+
+type packet struct {
+	buf *[]byte
+	n   int
+	c   *conn
+	src netip.AddrPort
+}
+
+const readSize = 2048
+
+// New validates cfg and binds the server's sockets: UDP port 67 and the
+// PXE port 4011 on each interface, bound to the interface with
+// SO_BINDTODEVICE. It fails if an interface does not exist or a port is
+// taken. Sockets are opened in the calling thread's network namespace.
+func New(cfg Config) (*Server, error) {
+	cfg.defaults()
+	if len(cfg.Interfaces) == 0 {
+		return nil, errors.New("dhcp: no interfaces given")
+	}
+	if cfg.Leases == nil {
+		return nil, errors.New("dhcp: Config.Leases is nil")
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("dhcp metrics: %w", err)
+	}
+	s := &Server{cfg: cfg, m: m, queue: make(chan packet, cfg.QueueLen)}
+	s.pool.New = func() any { b := make([]byte, readSize); return &b }
+	if s.addrs, err = openAddrSource(); err != nil {
+		return nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			s.close()
+		}
+	}()
+	seen := map[string]bool{}
+	for _, name := range cfg.Interfaces {
+		if seen[name] {
+			continue
+		}
+		seen[name] = true
+		ifi, err := net.InterfaceByName(name)
+		if err != nil {
+			return nil, fmt.Errorf("dhcp interface %s: %w", name, err)
+		}
+		l := &link{name: name, index: ifi.Index}
+		s.links = append(s.links, l)
+		ports := []int{cfg.Port}
+		if cfg.ProxyPort > 0 {
+			ports = append(ports, cfg.ProxyPort)
+		}
+		for _, port := range ports {
+			uc, err := listen(name, port, cfg.ReadBuffer)
+			if err != nil {
+				return nil, err
+			}
+			s.conns = append(s.conns, &conn{uc: uc, link: l, port: port})
+		}
+	}
+	if err := s.refreshAddrs(); err != nil {
+		return nil, err
+	}
+	s.h = &handler{leases: cfg.Leases, booter: cfg.Booter, notifier: cfg.Notifier, log: cfg.Logger, m: m, ours: s.ours}
+	ok = true
+	return s, nil
+}
+
+// listen opens a UDP socket on 0.0.0.0:port bound to the interface.
+func listen(ifname string, port, rcvbuf int) (*net.UDPConn, error) {
+	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		err := rc.Control(func(fd uintptr) {
+			f := int(fd)
+			if serr = unix.SetsockoptInt(f, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); serr != nil {
+				return
+			}
+			if serr = unix.SetsockoptInt(f, unix.SOL_SOCKET, unix.SO_BROADCAST, 1); serr != nil {
+				return
+			}
+			if serr = unix.BindToDevice(f, ifname); serr != nil {
+				serr = fmt.Errorf("SO_BINDTODEVICE %s: %w", ifname, serr)
+				return
+			}
+			if unix.SetsockoptInt(f, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, rcvbuf) != nil {
+				_ = unix.SetsockoptInt(f, unix.SOL_SOCKET, unix.SO_RCVBUF, rcvbuf)
+			}
+		})
+		if err != nil {
+			return err
+		}
+		return serr
+	}}
+	pc, err := lc.ListenPacket(context.Background(), "udp4", fmt.Sprintf("0.0.0.0:%d", port))
+	if err != nil {
+		return nil, fmt.Errorf("dhcp listen %s port %d: %w", ifname, port, err)
+	}
+	return pc.(*net.UDPConn), nil
+}
+
+// refreshAddrs rereads the interfaces' IPv4 addresses.
+func (s *Server) refreshAddrs() error {
+	all, err := s.addrs.dump()
+	if err != nil {
+		return fmt.Errorf("dhcp interface addresses: %w", err)
+	}
+	for _, l := range s.links {
+		ps := all[l.index]
+		if len(ps) == 0 {
+			s.cfg.Logger.Warn("dhcp interface has no IPv4 address", "iface", l.name)
+		}
+		l.addrs.Store(&ps)
+	}
+	return nil
+}
+
+// ours reports whether a is an address of one of the server's interfaces.
+func (s *Server) ours(a netip.Addr) bool {
+	for _, l := range s.links {
+		for _, p := range l.prefixes() {
+			if p.Addr() == a {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (s *Server) close() {
+	for _, c := range s.conns {
+		c.uc.Close()
+	}
+	if s.addrs != nil {
+		s.addrs.Close()
+	}
+}
+
+// Serve handles requests until ctx ends, then closes the sockets, lets
+// the workers finish the requests already queued and returns nil. It
+// returns an error only when a socket fails. Serve must be called once.
+func (s *Server) Serve(ctx context.Context) error {
+	g, gctx := errgroup.WithContext(ctx)
+	// Requests in hand finish even when ctx ends, so that an ACK being
+	// written is either sent or not, never half done.
+	wctx := context.WithoutCancel(ctx)
+	var readers sync.WaitGroup
+	for _, c := range s.conns {
+		readers.Add(1)
+		g.Go(func() error {
+			defer readers.Done()
+			return s.read(gctx, c)
+		})
+	}
+	var workers sync.WaitGroup
+	for range s.cfg.Workers {
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			for p := range s.queue {
+				s.work(wctx, p)
+			}
+		}()
+	}
+	g.Go(func() error {
+		t := time.NewTicker(5 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-gctx.Done():
+				return nil
+			case <-t.C:
+				if err := s.refreshAddrs(); err != nil {
+					s.cfg.Logger.Warn("dhcp address refresh", "err", err)
+				}
+			}
+		}
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		s.close()
+		return nil
+	})
+	err := g.Wait()
+	readers.Wait()
+	close(s.queue)
+	workers.Wait()
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// read moves packets from one socket to the work queue; a full queue
+// drops the packet rather than growing without bound.
+func (s *Server) read(ctx context.Context, c *conn) error {
+	for {
+		bp := s.pool.Get().(*[]byte)
+		n, src, err := c.uc.ReadFromUDPAddrPort(*bp)
+		if err != nil {
+			s.pool.Put(bp)
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			return fmt.Errorf("dhcp read %s port %d: %w", c.link.name, c.port, err)
+		}
+		select {
+		case s.queue <- packet{buf: bp, n: n, c: c, src: src}:
+		default:
+			s.pool.Put(bp)
+			s.m.dropped(dropQueueFull)
+		}
+	}
+}
+
+// work handles one packet; a panic is counted, logged and survived.
+func (s *Server) work(ctx context.Context, p packet) {
+	start := time.Now()
+	defer func() {
+		s.pool.Put(p.buf)
+		if r := recover(); r != nil {
+			s.m.dropped(dropPanic)
+			s.cfg.Logger.Error("dhcp handler panic", "iface", p.c.link.name, "src", p.src, "panic", r, "stack", string(debug.Stack()))
+		}
+	}()
+	res, err := s.h.handle(ctx, (*p.buf)[:p.n], inbound{link: p.c.link, port: p.c.port, src: p.src})
+	if err != nil {
+		reason := dropMalformed
+		var de *dropError
+		if errors.As(err, &de) {
+			reason = de.reason
+		}
+		s.m.dropped(reason)
+		s.cfg.Logger.Debug("dhcp request dropped", "iface", p.c.link.name, "src", p.src, "reason", reason, "err", err)
+		return
+	}
+	if res == nil {
+		s.m.latency.Observe(time.Since(start).Seconds())
+		return
+	}
+	if _, err := p.c.uc.WriteToUDPAddrPort(res.data, res.dst); err != nil {
+		s.m.dropped(dropSendError)
+		s.cfg.Logger.Debug("dhcp reply not sent", "iface", p.c.link.name, "dst", res.dst, "err", err)
+		return
+	}
+	s.m.latency.Observe(time.Since(start).Seconds())
+	if res.bound != nil && s.cfg.OnBound != nil {
+		s.cfg.OnBound(ctx, *res.bound)
+	}
+}
