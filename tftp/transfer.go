@@ -1,0 +1,349 @@
+package tftp
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"runtime"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ironcast/ironcast/bootfs"
+	"github.com/ironcast/ironcast/model"
+)
+
+// Transfer outcomes reported to OnTransfer (wrapped with context).
+var (
+	// ErrTimeout means the client stopped answering: every retransmission
+	// went unacknowledged.
+	ErrTimeout = errors.New("tftp: client timed out")
+	// ErrAborted means the client sent an error packet, its port became
+	// unreachable, or the server shut down.
+	ErrAborted = errors.New("tftp: transfer aborted")
+)
+
+// maxNetascii bounds files sent in netascii mode, which are converted in
+// memory. Boot loaders ask for octet; netascii is for people with tftp(1).
+const maxNetascii = 16 << 20
+
+// transfer serves one read request on its own socket. It always reports
+// to the metrics and the observer, and leaves no goroutine or descriptor.
+func (s *Server) transfer(ctx context.Context, req request, freq model.FileRequest, ifindex int) {
+	start := time.Now()
+	var sent int64
+	var err error
+	result := "ok"
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("tftp transfer panic: %v", r)
+			result = "error"
+			s.log.Error("tftp transfer panic", "path", freq.Path, "client", freq.Remote, "panic", r)
+		}
+		s.met.transfers.WithLabelValues(result).Inc()
+		s.observe(freq, sent, time.Since(start), err)
+	}()
+
+	conn, err := s.dial(freq.Local.Addr(), freq.Remote)
+	if err != nil {
+		result = "error"
+		s.log.Warn("tftp transfer socket", "path", freq.Path, "client", freq.Remote, "err", err)
+		return
+	}
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+
+	f, err := s.cfg.Source.Open(ctx, freq)
+	if err != nil {
+		code, msg := errNotDefined, "file unavailable"
+		switch {
+		case errors.Is(err, bootfs.ErrAccess):
+			code, msg, result = errAccessViolation, "access violation", "access"
+			s.log.Debug("tftp refused path", "path", freq.Path, "client", freq.Remote, "err", err)
+		case errors.Is(err, bootfs.ErrNotFound):
+			code, msg, result = errFileNotFound, "file not found", "not_found"
+			s.log.Debug("tftp file not found", "path", freq.Path, "client", freq.Remote)
+		default:
+			result = "render_error"
+			s.log.Warn("tftp file unavailable", "path", freq.Path, "client", freq.Remote, "err", err)
+		}
+		_, _ = conn.Write(appendError(nil, code, msg))
+		return
+	}
+	defer f.Close()
+
+	var r io.ReaderAt = f
+	size := f.Size()
+	if req.mode == "netascii" {
+		if size > maxNetascii {
+			result, err = "error", fmt.Errorf("netascii transfer of %d bytes: too large", size)
+			_, _ = conn.Write(appendError(nil, errNotDefined, "file too large for netascii, use octet"))
+			return
+		}
+		raw := make([]byte, size)
+		if _, err = f.ReadAt(raw, 0); err != nil && !errors.Is(err, io.EOF) {
+			result = "error"
+			_, _ = conn.Write(appendError(nil, errNotDefined, "read error"))
+			return
+		}
+		conv := toNetascii(raw)
+		r, size = bytes.NewReader(conv), int64(len(conv))
+	}
+
+	p := negotiate(req.opts, limits{maxBlockSize: min(s.cfg.MaxBlockSize, pathBlockLimit(conn)), maxWindowSize: s.cfg.MaxWindowSize})
+	rto := s.cfg.Timeout
+	if p.timeoutSec > 0 {
+		rto = time.Duration(p.timeoutSec) * time.Second
+	}
+	snd := &sender{
+		conn:    conn,
+		r:       r,
+		size:    size,
+		blk:     p.blockSize,
+		ws:      p.windowSize,
+		rto:     rto,
+		retries: s.cfg.Retries,
+		pkt:     make([]byte, 4+p.blockSize),
+		in:      make([]byte, 1024),
+	}
+	if len(p.acked) > 0 {
+		err = snd.oack(appendOACK(nil, p, size))
+	}
+	if err == nil {
+		err = snd.run()
+	}
+	sent = snd.sent
+	if err != nil {
+		switch {
+		case errors.Is(err, ErrTimeout):
+			result = "timeout"
+		case errors.Is(err, ErrAborted), ctx.Err() != nil:
+			result = "aborted"
+		default:
+			result = "error"
+			_, _ = conn.Write(appendError(nil, errNotDefined, "read error"))
+		}
+		s.log.Debug("tftp transfer failed", "path", freq.Path, "client", freq.Remote, "bytes", sent, "err", err)
+	}
+	s.met.bytes.Add(float64(sent))
+}
+
+// sender runs the data phase of one transfer.
+//
+// Blocks are numbered from 1 in an int64; the wire carries the low 16
+// bits, so block 65536 goes out as 0 (the rollover tftpd-hpa, atftp and
+// iPXE implement). With windowsize W (RFC 7440) up to W blocks are sent
+// before waiting; an ACK of block k means every block up to k arrived, and
+// sending restarts at k+1. W=1 is RFC 1350 lock-step.
+type sender struct {
+	conn    *net.UDPConn
+	r       io.ReaderAt
+	size    int64
+	blk     int
+	ws      int
+	rto     time.Duration
+	retries int
+	pkt     []byte // DATA packet buffer, 4+blk bytes
+	in      []byte // receive buffer
+	sent    int64  // distinct file bytes sent (retransmissions not counted)
+	high    int64  // highest block sent so far
+}
+
+// oack sends the option acknowledgement and waits for ACK 0.
+func (s *sender) oack(pkt []byte) error {
+	for try := 0; try <= s.retries; try++ {
+		if _, err := s.conn.Write(pkt); err != nil {
+			return fmt.Errorf("send oack: %w: %w", ErrAborted, err)
+		}
+		deadline := time.Now().Add(s.rto)
+		for {
+			block, isAck, err := s.recv(deadline)
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				break
+			}
+			if err != nil {
+				return err
+			}
+			if isAck && block == 0 {
+				return nil
+			}
+		}
+	}
+	return fmt.Errorf("oack: %w", ErrTimeout)
+}
+
+// recv reads one packet before deadline. It returns the ACK's block
+// number, or isAck=false for a packet to ignore; an ERROR packet from the
+// client or a socket error ends the transfer.
+func (s *sender) recv(deadline time.Time) (block uint16, isAck bool, err error) {
+	if err := s.conn.SetReadDeadline(deadline); err != nil {
+		return 0, false, fmt.Errorf("%w: %w", ErrAborted, err)
+	}
+	n, err := s.conn.Read(s.in)
+	if err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return 0, false, err
+		}
+		// ECONNREFUSED: the client's port is gone (ICMP port unreachable).
+		return 0, false, fmt.Errorf("%w: %w", ErrAborted, err)
+	}
+	block, ok, isErr := parseAck(s.in[:n])
+	if isErr {
+		code := binary.BigEndian.Uint16(s.in[2:4])
+		msg := string(bytes.TrimRight(s.in[4:n], "\x00"))
+		return 0, false, fmt.Errorf("%w: client error %d %q", ErrAborted, code, msg)
+	}
+	return block, ok, nil
+}
+
+// send sends block i (1-based).
+func (s *sender) send(i int64) error {
+	off := (i - 1) * int64(s.blk)
+	n := int(min(int64(s.blk), s.size-off))
+	binary.BigEndian.PutUint16(s.pkt[0:2], opDATA)
+	binary.BigEndian.PutUint16(s.pkt[2:4], uint16(i))
+	if n > 0 {
+		m, err := s.r.ReadAt(s.pkt[4:4+n], off)
+		if m < n {
+			return fmt.Errorf("read block %d at %d: %d of %d bytes: %w", i, off, m, n, err)
+		}
+	}
+	if _, err := s.conn.Write(s.pkt[:4+n]); err != nil {
+		return fmt.Errorf("send block %d: %w: %w", i, ErrAborted, err)
+	}
+	if i > s.high {
+		s.high = i
+		s.sent += int64(n)
+	}
+	return nil
+}
+
+// run sends every block and returns when the last one is acknowledged.
+func (s *sender) run() error {
+	last := s.size/int64(s.blk) + 1 // the last block is short, maybe empty
+	base := int64(1)                // first unacknowledged block
+	tries := 0
+	// dupResend allows one window resend on a duplicate ACK per window
+	// sent for progress or timeout: a lost first block in a window shows
+	// up as a repeated ACK of the block before it, and waiting for the
+	// timeout would stall the transfer. Lock-step never resends on a
+	// duplicate ACK (the Sorcerer's Apprentice bug, RFC 1123 4.2.3.1).
+	dupResend := true
+	for {
+		end := min(base+int64(s.ws)-1, last)
+		for i := base; i <= end; i++ {
+			if err := s.send(i); err != nil {
+				return err
+			}
+		}
+		deadline := time.Now().Add(s.rto)
+	wait:
+		for {
+			block, isAck, err := s.recv(deadline)
+			switch {
+			case errors.Is(err, os.ErrDeadlineExceeded):
+				tries++
+				if tries > s.retries {
+					return fmt.Errorf("block %d: %w after %d retransmissions", base, ErrTimeout, s.retries)
+				}
+				dupResend = true
+				break wait
+			case err != nil:
+				return err
+			case !isAck:
+				continue
+			}
+			// Map the 16-bit block number onto [base-1, end]: the window
+			// is far smaller than 65536, so the distance is unambiguous.
+			d := int64(block - uint16(base-1))
+			if d > end-(base-1) {
+				continue // older than the window (a stale duplicate) or bogus
+			}
+			k := base - 1 + d
+			if k == last {
+				return nil
+			}
+			if k >= base {
+				base, tries, dupResend = k+1, 0, true
+				break wait
+			}
+			// k == base-1: a duplicate ACK.
+			if s.ws > 1 && dupResend {
+				dupResend = false
+				break wait
+			}
+		}
+	}
+}
+
+// pathBlockLimit is the largest block that fits the path MTU of the
+// connected socket: IP_MTU minus IPv4 (20), UDP (8) and TFTP (4) headers.
+// Without it, 1468 (Ethernet).
+func pathBlockLimit(c *net.UDPConn) int {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return fallbackBlockSize
+	}
+	mtu := 0
+	_ = rc.Control(func(fd uintptr) { mtu, _ = unix.GetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_MTU) })
+	if mtu < 68 {
+		return fallbackBlockSize
+	}
+	return min(max(mtu-32, minBlockSize), maxBlockSize)
+}
+
+// dial opens the transfer socket: a new port (the server's TID) on the
+// local address the request reached, connected to the client so that the
+// kernel filters other senders. In a foreign namespace it is created
+// there.
+func (s *Server) dial(local netip.Addr, remote netip.AddrPort) (*net.UDPConn, error) {
+	var laddr *net.UDPAddr
+	if local.IsValid() && !local.IsUnspecified() {
+		laddr = net.UDPAddrFromAddrPort(netip.AddrPortFrom(local, 0))
+	}
+	raddr := net.UDPAddrFromAddrPort(remote)
+	if s.netns == nil {
+		return net.DialUDP("udp4", laddr, raddr)
+	}
+	type result struct {
+		c   *net.UDPConn
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		// The thread is left locked so that it exits with the goroutine
+		// instead of returning to the pool inside the other namespace.
+		runtime.LockOSThread()
+		if err := unix.Setns(int(s.netns.Fd()), unix.CLONE_NEWNET); err != nil {
+			ch <- result{nil, fmt.Errorf("setns: %w", err)}
+			return
+		}
+		c, err := net.DialUDP("udp4", laddr, raddr)
+		ch <- result{c, err}
+	}()
+	r := <-ch
+	return r.c, r.err
+}
+
+// foreignNetns returns the network namespace of the calling thread when it
+// differs from the process's (a test or benchmark that opened the server
+// inside a namespace), or nil.
+func foreignNetns() (*os.File, error) {
+	self, err1 := os.Readlink("/proc/self/ns/net")
+	thread, err2 := os.Readlink("/proc/thread-self/ns/net")
+	if err1 != nil || err2 != nil || self == thread {
+		return nil, nil
+	}
+	f, err := os.Open("/proc/thread-self/ns/net")
+	if err != nil {
+		return nil, fmt.Errorf("open network namespace: %w", err)
+	}
+	return f, nil
+}
