@@ -11,6 +11,8 @@ import (
 	"sync"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
+	"golang.org/x/text/language"
+	"golang.org/x/text/message"
 
 	"github.com/ironcast/ironcast/model"
 	"github.com/ironcast/ironcast/secrets"
@@ -83,6 +85,8 @@ func (c *schemaCache) validate(p *model.Param, v any) error {
 	return nil
 }
 
+var english = message.NewPrinter(language.English)
+
 // oneLine flattens a jsonschema validation error to its innermost causes.
 func oneLine(ve *jsonschema.ValidationError) string {
 	var msgs []string
@@ -90,7 +94,7 @@ func oneLine(ve *jsonschema.ValidationError) string {
 	walk = func(e *jsonschema.ValidationError) {
 		if len(e.Causes) == 0 {
 			loc := "/" + strings.Join(e.InstanceLocation, "/")
-			msg := e.ErrorKind.LocalizedString(nil)
+			msg := e.ErrorKind.LocalizedString(english)
 			if loc != "/" {
 				msg = "at " + loc + ": " + msg
 			}

@@ -15,6 +15,7 @@ import (
 	"github.com/ironcast/ironcast/model"
 	"github.com/ironcast/ironcast/secrets"
 	"github.com/ironcast/ironcast/store"
+	"github.com/ironcast/ironcast/templates"
 )
 
 // Catalog is the built-in, read-only content (package bootenvs). A stored
@@ -24,9 +25,10 @@ type Catalog interface {
 	Templates() []*model.Template
 }
 
-// TemplateChecker parses template text and reports where it is broken.
-type TemplateChecker interface {
-	Check(id, contents string) error
+// Notifier receives what the service does (renders, transitions), for the
+// event stream and machine timelines. *events.Bus implements it.
+type Notifier interface {
+	Publish(model.Event)
 }
 
 // Config wires a Service.
@@ -35,19 +37,33 @@ type Config struct {
 	Sealer *secrets.Sealer
 	// Catalog may be nil (no built-in content).
 	Catalog Catalog
-	// Templates may be nil (templates are not parse-checked).
-	Templates TemplateChecker
-	Logger    *slog.Logger
+	// Tokens may be nil: templates then cannot embed tokens.
+	Tokens Tokens
+	// Notifier may be nil.
+	Notifier Notifier
+	// HTTPPort and APIPort are used in the URLs rendered for machines
+	// (defaults 8091 and 8092).
+	HTTPPort, APIPort int
+	// UnknownBootEnv is booted by machines ironcast does not know
+	// (default "discovery").
+	UnknownBootEnv string
+	Logger         *slog.Logger
 }
 
 // Service implements the provisioning use cases.
 type Service struct {
-	st      store.Store
-	sealer  *secrets.Sealer
-	catalog Catalog
-	tmpl    TemplateChecker
-	log     *slog.Logger
-	schemas *schemaCache
+	st             store.Store
+	sealer         *secrets.Sealer
+	catalog        Catalog
+	tokens         Tokens
+	notify         Notifier
+	engine         *templates.Engine
+	log            *slog.Logger
+	schemas        *schemaCache
+	firmware       *firmwareCache
+	httpPort       int
+	apiPort        int
+	unknownBootEnv string
 }
 
 // New returns a Service. Store and Sealer are required.
@@ -58,10 +74,89 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Service{
-		st: cfg.Store, sealer: cfg.Sealer, catalog: cfg.Catalog, tmpl: cfg.Templates,
-		log: cfg.Logger, schemas: newSchemaCache(),
-	}, nil
+	if cfg.HTTPPort == 0 {
+		cfg.HTTPPort = 8091
+	}
+	if cfg.APIPort == 0 {
+		cfg.APIPort = 8092
+	}
+	if cfg.UnknownBootEnv == "" {
+		cfg.UnknownBootEnv = model.BootEnvDiscovery
+	}
+	s := &Service{
+		st: cfg.Store, sealer: cfg.Sealer, catalog: cfg.Catalog, tokens: cfg.Tokens,
+		notify: cfg.Notifier, engine: templates.NewEngine(), log: cfg.Logger,
+		schemas: newSchemaCache(), firmware: newFirmwareCache(4096),
+		httpPort: cfg.HTTPPort, apiPort: cfg.APIPort, unknownBootEnv: cfg.UnknownBootEnv,
+	}
+	if s.catalog != nil {
+		for _, t := range s.catalog.Templates() {
+			if err := s.engine.Set(t.ID, t.Contents); err != nil {
+				return nil, fmt.Errorf("built-in template %s: %w", t.ID, err)
+			}
+		}
+	}
+	return s, nil
+}
+
+// LoadTemplates puts every stored template into the engine (stored ones
+// override built-ins of the same ID). Call it once at start; Run keeps the
+// engine current afterwards.
+func (s *Service) LoadTemplates(ctx context.Context) error {
+	ts, err := store.List[model.Template](ctx, s.st)
+	if err != nil {
+		return err
+	}
+	for _, t := range ts {
+		if err := s.engine.Set(t.ID, t.Contents); err != nil {
+			s.log.Warn("stored template does not parse; keeping the previous one", "template", t.ID, "err", err)
+		}
+	}
+	return nil
+}
+
+// Run keeps the template engine in step with stored templates until ctx
+// ends. It returns nil when ctx ends.
+func (s *Service) Run(ctx context.Context) error {
+	ch, err := s.st.Watch(ctx, model.KindTemplates)
+	if err != nil {
+		return fmt.Errorf("watch templates: %w", err)
+	}
+	for ev := range ch {
+		switch ev.Type {
+		case store.Deleted:
+			s.engine.Delete(ev.Key)
+			if b := s.builtin(model.KindTemplates, ev.Key); b != nil {
+				_ = s.engine.Set(ev.Key, b.(*model.Template).Contents)
+			}
+		default:
+			var t model.Template
+			if err := json.Unmarshal(ev.Value, &t); err != nil {
+				s.log.Warn("stored template does not decode", "template", ev.Key, "err", err)
+				continue
+			}
+			if err := s.engine.Set(t.ID, t.Contents); err != nil {
+				s.log.Warn("stored template does not parse", "template", t.ID, "err", err)
+			}
+		}
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	return errors.New("template watch ended")
+}
+
+// publish sends an event when a Notifier is configured.
+func (s *Service) publish(ev model.Event) {
+	if s.notify != nil {
+		s.notify.Publish(ev)
+	}
+}
+
+// checkTemplate parses contents in a scratch engine, so a broken template
+// never reaches the live one.
+func checkTemplate(id, contents string) error {
+	return templates.NewEngine().Set(id, contents)
 }
 
 // Store returns the underlying store.
@@ -293,18 +388,16 @@ func (s *Service) prepare(ctx context.Context, obj model.Object, old model.Objec
 		errs = append(errs, err)
 		o.Params = p
 		for i, t := range o.Templates {
-			if t.Contents != "" && s.tmpl != nil {
-				if err := s.tmpl.Check(o.Name+"/"+t.Name, t.Contents); err != nil {
+			if t.Contents != "" {
+				if err := checkTemplate(o.Name+"/"+t.Name, t.Contents); err != nil {
 					errs = append(errs, model.Invalid(fmt.Sprintf("Templates[%d].Contents", i), "%v", err))
 				}
 			}
 		}
 	case *model.Template:
 		o.ReadOnly = false
-		if s.tmpl != nil {
-			if err := s.tmpl.Check(o.ID, o.Contents); err != nil {
-				errs = append(errs, model.Invalid("Contents", "%v", err))
-			}
+		if err := checkTemplate(o.ID, o.Contents); err != nil {
+			errs = append(errs, model.Invalid("Contents", "%v", err))
 		}
 	case *model.Param:
 		if len(o.Schema) > 0 {
