@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"time"
 
 	"github.com/ironcast/ironcast/model"
@@ -109,11 +110,13 @@ func Update(ctx context.Context, s Store, obj model.Object) error {
 }
 
 // Mutate reads the object of type P under key, applies fn and writes it
-// back with compare-and-swap, retrying on conflicting concurrent writes.
-// fn may be called several times and must not have side effects outside
-// the object. It returns the stored object.
+// back with compare-and-swap, retrying on conflicting concurrent writes
+// after a short random backoff (up to mutateAttempts times, or until ctx
+// ends). fn may be called several times and must not have side effects
+// outside the object. It returns the stored object. A *model.ConflictError
+// (a unique index held by another object) is not retried.
 func Mutate[T any, P ptrObject[T]](ctx context.Context, s Store, key string, fn func(P) error) (P, error) {
-	for attempt := 0; ; attempt++ {
+	for attempt := 1; ; attempt++ {
 		p, err := Get[T, P](ctx, s, key)
 		if err != nil {
 			return nil, err
@@ -126,12 +129,32 @@ func Mutate[T any, P ptrObject[T]](ctx context.Context, s Store, key string, fn 
 			return p, nil
 		}
 		var ce *model.ConflictError
-		if !errors.Is(err, model.ErrConflict) || errors.As(err, &ce) || attempt >= 20 {
+		if !errors.Is(err, model.ErrConflict) || errors.As(err, &ce) || attempt >= mutateAttempts {
 			return nil, err
 		}
-		if err := ctx.Err(); err != nil {
+		if err := backoff(ctx, attempt); err != nil {
 			return nil, err
 		}
+	}
+}
+
+// mutateAttempts bounds Mutate's retries. Losing a compare-and-swap is
+// common when several writers update one object (a backend that groups
+// commits lets one writer of each group win), so this is far above what
+// contention of a few dozen writers needs; 20 was observed to fail 8 writers.
+const mutateAttempts = 100
+
+// backoff sleeps a random time below min(2^attempt ms, 50ms), so that
+// writers that lost a compare-and-swap together do not retry in lockstep.
+func backoff(ctx context.Context, attempt int) error {
+	limit := min(time.Millisecond<<min(attempt, 6), 50*time.Millisecond)
+	t := time.NewTimer(rand.N(limit))
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
 	}
 }
 
