@@ -3,7 +3,7 @@ package provision
 import (
 	"context"
 	"encoding/hex"
-		"errors"
+	"errors"
 	"fmt"
 	"net/netip"
 	"strings"

@@ -526,7 +526,7 @@ func (s *Service) openAll(p map[string]any) (map[string]any, error) {
 
 // afterWrite is where a stored template reaches the engine; the daemon's
 // watch keeps engines in sync, so this is a no-op hook for now.
-func (s *Service) afterWrite(model.Object)              {}
+func (s *Service) afterWrite(model.Object)             {}
 func (s *Service) afterDeleteTemplate(*model.Template) {}
 
 // cloneObject deep-copies an object through JSON (keeping the revision).

@@ -22,7 +22,7 @@ import (
 type fixedTokens struct{}
 
 func (fixedTokens) MachineToken(uuid string) (string, error) { return "machine-token-" + uuid[:8], nil }
-func (fixedTokens) RegisterToken() (string, error)          { return "register-token", nil }
+func (fixedTokens) RegisterToken() (string, error)           { return "register-token", nil }
 
 type recorder struct{ events []model.Event }
 
