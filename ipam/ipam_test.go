@@ -1,0 +1,341 @@
+package ipam_test
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/ironcast/ironcast/dhcp"
+	"github.com/ironcast/ironcast/ipam"
+	"github.com/ironcast/ironcast/model"
+	"github.com/ironcast/ironcast/store"
+	"github.com/ironcast/ironcast/store/bolt"
+)
+
+// clock is a settable time for lease expiry.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+func openStore(t testing.TB, path string) store.Store {
+	t.Helper()
+	s, err := bolt.Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func testSubnet() *model.Subnet {
+	return &model.Subnet{Name: "rack1", Subnet: "10.20.0.0/24", ActiveStart: "10.20.0.10", ActiveEnd: "10.20.0.13",
+		Router: "10.20.0.1", Enabled: true}
+}
+
+type env struct {
+	st    store.Store
+	a     *ipam.Allocator
+	clock *clock
+	path  string
+}
+
+func newEnv(t testing.TB, objs ...model.Object) *env {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "ironcast.db")
+	st := openStore(t, path)
+	ctx := context.Background()
+	for _, o := range objs {
+		if err := store.Create(ctx, st, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e := &env{st: st, clock: &clock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}, path: path}
+	a, err := ipam.New(ctx, ipam.Config{Store: st, Now: e.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.a = a
+	return e
+}
+
+var link = []netip.Addr{netip.MustParseAddr("10.20.0.2")}
+
+func req(mac string) *dhcp.LeaseRequest {
+	return &dhcp.LeaseRequest{MAC: mac, Links: link, Interface: "eth0"}
+}
+
+// dora runs DISCOVER then REQUEST (SELECTING) and returns the acked address.
+func (e *env) dora(t testing.TB, mac string) netip.Addr {
+	t.Helper()
+	ctx := context.Background()
+	d, err := e.a.Discover(ctx, req(mac))
+	if err != nil {
+		t.Fatalf("discover %s: %v", mac, err)
+	}
+	r := req(mac)
+	r.Requested, r.ServerID = d.Addr, netip.MustParseAddr("10.20.0.2")
+	ack, err := e.a.Request(ctx, r)
+	if err != nil || ack.Action != dhcp.ActionAck {
+		t.Fatalf("request %s: %v %v %s", mac, err, ack.Action, ack.Reason)
+	}
+	if ack.Addr != d.Addr {
+		t.Fatalf("acked %s, offered %s", ack.Addr, d.Addr)
+	}
+	return ack.Addr
+}
+
+func (e *env) stored(t testing.TB, addr string) *model.Lease {
+	t.Helper()
+	l, err := store.Get[model.Lease](context.Background(), e.st, addr)
+	if err != nil {
+		t.Fatalf("lease %s: %v", addr, err)
+	}
+	return l
+}
+
+func TestDORAPersistsBoundLease(t *testing.T) {
+	e := newEnv(t, testSubnet())
+	addr := e.dora(t, "52:54:00:00:00:01")
+	if got, want := addr.String(), "10.20.0.10"; got != want {
+		t.Fatalf("address %s, want %s", got, want)
+	}
+	l := e.stored(t, "10.20.0.10")
+	got := struct {
+		Token, Subnet string
+		State         model.LeaseState
+		Expire        time.Time
+	}{l.Token, l.Subnet, l.State, l.ExpireTime}
+	want := got
+	want.Token, want.Subnet, want.State, want.Expire = "52:54:00:00:00:01", "rack1", model.LeaseBound, e.clock.Now().Add(time.Hour)
+	if diff := cmp.Diff(got, want); diff != "" {
+		t.Fatalf("stored lease (-got +want):\n%s", diff)
+	}
+}
+
+func TestAddressChoice(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, testSubnet())
+	a1 := e.dora(t, "52:54:00:00:00:01")
+	// The same client gets the same address again.
+	if d, _ := e.a.Discover(ctx, req("52:54:00:00:00:01")); d.Addr != a1 {
+		t.Fatalf("rediscover got %s, want %s", d.Addr, a1)
+	}
+	// A requested free address is honoured.
+	r := req("52:54:00:00:00:02")
+	r.Requested = netip.MustParseAddr("10.20.0.12")
+	if d, _ := e.a.Discover(ctx, r); d.Addr.String() != "10.20.0.12" {
+		t.Fatalf("requested 10.20.0.12, offered %s", d.Addr)
+	}
+	// An offered address is held: a third client does not get .12 or .10.
+	r3 := req("52:54:00:00:00:03")
+	r3.Requested = netip.MustParseAddr("10.20.0.12")
+	d3, err := e.a.Discover(ctx, r3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := d3.Addr.String(); got != "10.20.0.11" {
+		t.Fatalf("third client offered %s, want 10.20.0.11 (next free)", got)
+	}
+	// Taking a held address by REQUEST is refused.
+	r3.Requested, r3.ServerID = netip.MustParseAddr("10.20.0.12"), link[0]
+	if d, _ := e.a.Request(ctx, r3); d.Action != dhcp.ActionNak {
+		t.Fatalf("request of a held address: %v, want nak", d.Action)
+	}
+}
+
+func TestExhaustedThenLongestExpired(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, testSubnet())
+	macs := []string{"02:00:00:00:00:01", "02:00:00:00:00:02", "02:00:00:00:00:03", "02:00:00:00:00:04"}
+	for i, m := range macs {
+		e.dora(t, m)
+		e.clock.Add(time.Minute * time.Duration(i+1))
+	}
+	_, err := e.a.Discover(ctx, req("02:00:00:00:00:05"))
+	if !errors.Is(err, dhcp.ErrExhausted) {
+		t.Fatalf("fifth client: %v, want ErrExhausted", err)
+	}
+	// All four leases end; the one that ended first (.10) is reused.
+	e.clock.Add(2 * time.Hour)
+	d, err := e.a.Discover(ctx, req("02:00:00:00:00:05"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := d.Addr.String(); got != "10.20.0.10" {
+		t.Fatalf("reclaimed %s, want the longest expired 10.20.0.10", got)
+	}
+}
+
+func TestRenewReleaseDecline(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, testSubnet())
+	mac := "52:54:00:00:00:01"
+	addr := e.dora(t, mac)
+	e.clock.Add(30 * time.Minute)
+	r := req(mac)
+	r.ClientAddr = addr // RENEWING
+	d, err := e.a.Request(ctx, r)
+	if err != nil || d.Action != dhcp.ActionAck || d.NewBinding {
+		t.Fatalf("renew: %v %v new=%v", err, d.Action, d.NewBinding)
+	}
+	if got, want := e.stored(t, addr.String()).ExpireTime, e.clock.Now().Add(time.Hour); !got.Equal(want) {
+		t.Fatalf("renewed expiry %s, want %s", got, want)
+	}
+	// Another client renewing the same address is refused.
+	o := req("52:54:00:00:00:09")
+	o.ClientAddr = addr
+	if d, _ := e.a.Request(ctx, o); d.Action != dhcp.ActionNak {
+		t.Fatalf("foreign renew: %v, want nak", d.Action)
+	}
+	if err := e.a.Release(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.stored(t, addr.String()).State; got != model.LeaseReleased {
+		t.Fatalf("state after release %s", got)
+	}
+	// Decline: the address is set aside with no MAC and offered to no one.
+	addr = e.dora(t, mac)
+	dr := req(mac)
+	dr.Requested = addr
+	if err := e.a.Decline(ctx, dr); err != nil {
+		t.Fatal(err)
+	}
+	l := e.stored(t, addr.String())
+	if l.State != model.LeaseDeclined || l.Token != "" || !l.ExpireTime.Equal(e.clock.Now().Add(10*time.Minute)) {
+		t.Fatalf("declined lease %+v", l)
+	}
+	d, err = e.a.Discover(ctx, req(mac))
+	if err != nil || d.Addr == addr {
+		t.Fatalf("after decline offered %s (%v), want another address", d.Addr, err)
+	}
+}
+
+func TestReservations(t *testing.T) {
+	ctx := context.Background()
+	only := testSubnet()
+	only.Name, only.Subnet, only.ActiveStart, only.ActiveEnd, only.Router, only.OnlyReservations = "only", "10.30.0.0/24", "10.30.0.10", "10.30.0.20", "", true
+	e := newEnv(t, testSubnet(), only,
+		&model.Reservation{Addr: "10.20.0.50", Token: "52:54:00:aa:00:01", Options: []model.DHCPOption{{Code: 12, Value: "r1"}}},
+		&model.Reservation{Addr: "10.30.0.15", Token: "52:54:00:aa:00:02"})
+	d, err := e.a.Discover(ctx, req("52:54:00:aa:00:01"))
+	if err != nil || d.Addr.String() != "10.20.0.50" || d.Reservation == nil || d.LeaseTime != 2*time.Hour {
+		t.Fatalf("reserved discover: %v %+v", err, d)
+	}
+	// The reserved client may not take a range address.
+	r := req("52:54:00:aa:00:01")
+	r.Requested, r.ServerID = netip.MustParseAddr("10.20.0.11"), link[0]
+	if d, _ := e.a.Request(ctx, r); d.Action != dhcp.ActionNak {
+		t.Fatalf("reserved client requesting another address: %v, want nak", d.Action)
+	}
+	onlyLink := []netip.Addr{netip.MustParseAddr("10.30.0.1")}
+	_, err = e.a.Discover(ctx, &dhcp.LeaseRequest{MAC: "52:54:00:aa:00:03", Links: onlyLink})
+	if !errors.Is(err, dhcp.ErrNotReserved) {
+		t.Fatalf("unreserved client on OnlyReservations subnet: %v", err)
+	}
+	d, err = e.a.Discover(ctx, &dhcp.LeaseRequest{MAC: "52:54:00:aa:00:02", Links: onlyLink})
+	if err != nil || d.Addr.String() != "10.30.0.15" {
+		t.Fatalf("reserved client on OnlyReservations subnet: %v %s", err, d.Addr)
+	}
+	// An unknown link has no subnet.
+	_, err = e.a.Discover(ctx, &dhcp.LeaseRequest{MAC: "52:54:00:aa:00:02", Links: []netip.Addr{netip.MustParseAddr("192.0.2.1")}})
+	if !errors.Is(err, dhcp.ErrNoSubnet) {
+		t.Fatalf("unknown link: %v", err)
+	}
+}
+
+func TestLeasesSurviveRestart(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, testSubnet())
+	a1 := e.dora(t, "52:54:00:00:00:01")
+	a2 := e.dora(t, "52:54:00:00:00:02")
+	a, err := ipam.New(ctx, ipam.Config{Store: e.st, Now: e.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The restarted allocator gives each client its address and a new
+	// client neither of them.
+	for mac, want := range map[string]netip.Addr{"52:54:00:00:00:01": a1, "52:54:00:00:00:02": a2} {
+		d, err := a.Discover(ctx, req(mac))
+		if err != nil || d.Addr != want {
+			t.Fatalf("%s after restart: %v %s, want %s", mac, err, d.Addr, want)
+		}
+	}
+	d, err := a.Discover(ctx, req("52:54:00:00:00:03"))
+	if err != nil || d.Addr == a1 || d.Addr == a2 {
+		t.Fatalf("new client after restart: %v %s", err, d.Addr)
+	}
+}
+
+func TestSubnetEditsApplyWithoutRestart(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	e := newEnv(t)
+	done := make(chan error)
+	go func() { done <- e.a.Run(ctx) }()
+	if _, err := e.a.Discover(ctx, req("52:54:00:00:00:01")); !errors.Is(err, dhcp.ErrNoSubnet) {
+		t.Fatalf("before create: %v", err)
+	}
+	if err := store.Create(ctx, e.st, testSubnet()); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		d, err := e.a.Discover(ctx, req("52:54:00:00:00:01"))
+		if err == nil {
+			if d.Subnet.Name != "rack1" {
+				t.Fatalf("subnet %s", d.Subnet.Name)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("subnet never applied: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestConcurrentClientsGetDistinctAddresses(t *testing.T) {
+	s := testSubnet()
+	s.ActiveEnd = "10.20.0.250"
+	e := newEnv(t, s)
+	var mu sync.Mutex
+	seen := map[netip.Addr]string{}
+	var wg sync.WaitGroup
+	for i := range 200 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m := "02:00:00:00:" + hex2(i/256) + ":" + hex2(i%256)
+			addr := e.dora(t, m)
+			mu.Lock()
+			defer mu.Unlock()
+			if other, ok := seen[addr]; ok {
+				t.Errorf("%s given to %s and %s", addr, other, m)
+			}
+			seen[addr] = m
+		}()
+	}
+	wg.Wait()
+	if len(seen) != 200 {
+		t.Fatalf("%d addresses for 200 clients", len(seen))
+	}
+}
+
+func hex2(v int) string { return string([]byte{"0123456789abcdef"[v>>4&0xf], "0123456789abcdef"[v&0xf]}) }
