@@ -1,0 +1,96 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"io"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ironcast/ironcast/model"
+	"github.com/ironcast/ironcast/store"
+)
+
+// meteredStore counts and times every store operation:
+// ironcast_store_operations_total{op,kind,result} and
+// ironcast_store_operation_duration_seconds{op}.
+type meteredStore struct {
+	store.Store
+	ops *prometheus.CounterVec
+	dur *prometheus.HistogramVec
+}
+
+var _ store.Store = (*meteredStore)(nil)
+
+func newStoreMetrics(s store.Store, reg prometheus.Registerer) *meteredStore {
+	m := &meteredStore{
+		Store: s,
+		ops: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ironcast_store_operations_total", Help: "Store operations by operation, kind and result.",
+		}, []string{"op", "kind", "result"}),
+		dur: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "ironcast_store_operation_duration_seconds", Help: "Store operation latency.",
+			Buckets: prometheus.ExponentialBuckets(0.00005, 4, 10),
+		}, []string{"op"}),
+	}
+	reg.MustRegister(m.ops, m.dur)
+	return m
+}
+
+func (m *meteredStore) observe(op, kind string, start time.Time, err error) {
+	result := "ok"
+	switch {
+	case err == nil:
+	case errors.Is(err, model.ErrNotFound):
+		result = "not_found"
+	case errors.Is(err, model.ErrExists), errors.Is(err, model.ErrConflict):
+		result = "conflict"
+	default:
+		result = "error"
+	}
+	m.ops.WithLabelValues(op, kind, result).Inc()
+	m.dur.WithLabelValues(op).Observe(time.Since(start).Seconds())
+}
+
+func (m *meteredStore) Get(ctx context.Context, kind, key string) (store.Entry, error) {
+	start := time.Now()
+	e, err := m.Store.Get(ctx, kind, key)
+	m.observe("get", kind, start, err)
+	return e, err
+}
+
+func (m *meteredStore) List(ctx context.Context, kind string, fn func(store.Entry) error) error {
+	start := time.Now()
+	err := m.Store.List(ctx, kind, fn)
+	m.observe("list", kind, start, err)
+	return err
+}
+
+func (m *meteredStore) Lookup(ctx context.Context, kind, index, value string) (store.Entry, error) {
+	start := time.Now()
+	e, err := m.Store.Lookup(ctx, kind, index, value)
+	m.observe("lookup", kind, start, err)
+	return e, err
+}
+
+func (m *meteredStore) Put(ctx context.Context, kind, key string, value []byte, want int64, idx map[string][]string) (int64, error) {
+	start := time.Now()
+	rev, err := m.Store.Put(ctx, kind, key, value, want, idx)
+	m.observe("put", kind, start, err)
+	return rev, err
+}
+
+func (m *meteredStore) Delete(ctx context.Context, kind, key string, want int64) error {
+	start := time.Now()
+	err := m.Store.Delete(ctx, kind, key, want)
+	m.observe("delete", kind, start, err)
+	return err
+}
+
+func (m *meteredStore) Backup(ctx context.Context, w io.Writer) (int64, error) {
+	start := time.Now()
+	n, err := m.Store.Backup(ctx, w)
+	m.observe("backup", "", start, err)
+	return n, err
+}

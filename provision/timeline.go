@@ -1,0 +1,148 @@
+package provision
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ironcast/ironcast/model"
+	"github.com/ironcast/ironcast/store"
+)
+
+// TimelineEntry is one thing that happened to a machine: a DHCP offer or
+// ack, a file served over TFTP or HTTP, a template rendered, a lifecycle
+// transition or callback.
+type TimelineEntry struct {
+	Time  time.Time
+	Type  string
+	Attrs map[string]any `json:",omitempty"`
+}
+
+// Timelines keeps a bounded, in-memory timeline per machine, fed from the
+// event bus. Entries are filed under the machine's UUID when the event
+// names it, else under the MAC it concerns, so a machine's timeline
+// includes what happened before it registered. It is safe for concurrent
+// use.
+type Timelines struct {
+	svc     *Service
+	perKey  int
+	maxKeys int
+
+	mu    sync.Mutex
+	byKey map[string][]TimelineEntry
+	order []string // keys by first use, for eviction
+}
+
+// NewTimelines returns timelines holding perKey entries per machine (or
+// MAC) and at most maxKeys machines.
+func (s *Service) NewTimelines(perKey, maxKeys int) *Timelines {
+	return &Timelines{svc: s, perKey: perKey, maxKeys: maxKeys, byKey: map[string][]TimelineEntry{}}
+}
+
+// timelineTypes are the event types that go into timelines.
+func timelineType(t string) bool {
+	return t == "transition" || t == "render" || t == "render.failed" || t == "callback" ||
+		strings.HasPrefix(t, "dhcp.") || strings.HasPrefix(t, "tftp.") || strings.HasPrefix(t, "http.")
+}
+
+// Record files an event under the machine or MAC it concerns. Events
+// that concern no machine are ignored.
+func (tl *Timelines) Record(ctx context.Context, ev model.Event) {
+	if !timelineType(ev.Type) {
+		return
+	}
+	key := ""
+	if ev.Kind == model.KindMachines && ev.Key != "" {
+		key = ev.Key
+	} else if mac, _ := ev.Attrs["mac"].(string); mac != "" {
+		key = strings.ToLower(mac)
+	} else if client, _ := ev.Attrs["client"].(string); client != "" {
+		if ap, err := netip.ParseAddrPort(client); err == nil {
+			key = tl.svc.macForAddr(ctx, ap.Addr())
+		} else if a, err := netip.ParseAddr(client); err == nil {
+			key = tl.svc.macForAddr(ctx, a)
+		}
+	}
+	if key == "" {
+		return
+	}
+	e := TimelineEntry{Time: ev.Time, Type: ev.Type, Attrs: ev.Attrs}
+	if e.Time.IsZero() {
+		e.Time = time.Now().UTC()
+	}
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	list, ok := tl.byKey[key]
+	if !ok {
+		tl.order = append(tl.order, key)
+		if len(tl.order) > tl.maxKeys {
+			delete(tl.byKey, tl.order[0])
+			tl.order = tl.order[1:]
+		}
+	}
+	list = append(list, e)
+	if len(list) > tl.perKey {
+		list = list[len(list)-tl.perKey:]
+	}
+	tl.byKey[key] = list
+}
+
+// Get returns a machine's timeline, oldest first: entries filed under its
+// UUID and under each of its MACs.
+func (tl *Timelines) Get(ctx context.Context, uuid string) ([]TimelineEntry, error) {
+	m, err := store.Get[model.Machine](ctx, tl.svc.st, uuid)
+	if err != nil {
+		return nil, err
+	}
+	tl.mu.Lock()
+	var out []TimelineEntry
+	out = append(out, tl.byKey[m.UUID]...)
+	for _, mac := range m.HardwareAddrs {
+		out = append(out, tl.byKey[mac]...)
+	}
+	tl.mu.Unlock()
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Time.Before(out[j].Time) })
+	if len(out) > tl.perKey {
+		out = out[len(out)-tl.perKey:]
+	}
+	return out, nil
+}
+
+// Run records events from sub until ctx ends or sub closes.
+func (tl *Timelines) Run(ctx context.Context, events <-chan model.Event) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ev, ok := <-events:
+			if !ok {
+				return
+			}
+			tl.Record(ctx, ev)
+		}
+	}
+}
+
+// macForAddr finds the MAC behind an IPv4 address: the machine at that
+// address, else the lease. "" when unknown.
+func (s *Service) macForAddr(ctx context.Context, a netip.Addr) string {
+	a = a.Unmap()
+	if !a.Is4() {
+		return ""
+	}
+	if m, err := store.LookupBy[model.Machine](ctx, s.st, "ip", a.String()); err == nil {
+		return m.PrimaryMAC()
+	}
+	l, err := store.Get[model.Lease](ctx, s.st, a.String())
+	if err != nil {
+		if !errors.Is(err, model.ErrNotFound) {
+			s.log.Debug("lease lookup for timeline", "addr", a, "err", err)
+		}
+		return ""
+	}
+	return l.Token
+}
