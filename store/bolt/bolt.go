@@ -43,6 +43,7 @@ const (
 	revisionLen    = 8
 	defaultTimeout = 5 * time.Second
 	defaultBuffer  = 1024
+	defaultDelay   = 2 * time.Millisecond
 )
 
 // Options configures Open. The zero value (or nil) gives the defaults.
@@ -60,7 +61,10 @@ type Options struct {
 	// it is closed. Zero means 1024.
 	WatchBuffer int
 	// MaxBatchDelay is how long a write waits for others to share its
-	// commit. Zero means bbolt's default (10ms).
+	// commit. Zero means 2ms: a lone write then takes about 2ms plus one
+	// fsync, while many concurrent writers still share commits. bbolt's
+	// own default, 10ms, gave no more throughput with 128 writers and
+	// four times the latency for one (see BenchmarkCreate).
 	MaxBatchDelay time.Duration
 }
 
@@ -100,6 +104,7 @@ func Open(path string, opts *Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open bolt store %s: %w", path, openError(err))
 	}
+	db.MaxBatchDelay = defaultDelay
 	if opts.MaxBatchDelay > 0 {
 		db.MaxBatchDelay = opts.MaxBatchDelay
 	}

@@ -18,8 +18,9 @@
 //
 // # Durability
 //
-// Writes go through bbolt's DB.Batch: concurrent Puts and Deletes are
-// grouped into one transaction and share one fsync (group commit). A Put or
+// Writes go through bbolt's DB.Batch: concurrent Puts and Deletes arriving
+// within Options.MaxBatchDelay (2ms) of each other are grouped into one
+// transaction and share one fsync (group commit). A Put or
 // Delete returns only after the transaction holding it has been written and
 // fsync'ed, so an acknowledged write survives a process crash or power loss
 // (given a disk that honours fsync). Options.NoSync gives that up and is for
