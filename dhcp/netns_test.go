@@ -1,0 +1,339 @@
+package dhcp_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/ironcast/ironcast/dhcp"
+	"github.com/ironcast/ironcast/ipam"
+	"github.com/ironcast/ironcast/model"
+	"github.com/ironcast/ironcast/store"
+	"github.com/ironcast/ironcast/store/bolt"
+	"github.com/ironcast/ironcast/test/testenv"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// logBuf collects the server's logs for assertions and for failures.
+type logBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuf) Write(p []byte) (int, error) { l.mu.Lock(); defer l.mu.Unlock(); return l.b.Write(p) }
+func (l *logBuf) String() string              { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
+
+// server is ironcast's DHCP server and allocator running in a namespace
+// on a bbolt file.
+type server struct {
+	ns     *testenv.Netns
+	ifaces []string
+	path   string
+	st     store.Store
+	srv    *dhcp.Server
+	reg    *prometheus.Registry
+	logs   *logBuf
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// startServer opens (or reopens) the store at path, seeds objs and serves
+// DHCP on ifaces inside ns until stop or the end of the test.
+func startServer(t *testing.T, ns *testenv.Netns, ifaces []string, path string, booter dhcp.Booter, objs ...model.Object) *server {
+	t.Helper()
+	st, err := bolt.Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	for _, o := range objs {
+		if err := store.Create(ctx, st, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := &server{ns: ns, ifaces: ifaces, path: path, st: st, reg: prometheus.NewRegistry(), logs: &logBuf{}, cancel: cancel, done: make(chan struct{})}
+	log := slog.New(slog.NewTextHandler(s.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	alloc, err := ipam.New(ctx, ipam.Config{Store: st, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = ns.Do(func() error {
+		var err error
+		s.srv, err = dhcp.New(dhcp.Config{Interfaces: ifaces, Leases: alloc, Booter: booter, Logger: log, Registerer: s.reg, Workers: 8})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); _ = alloc.Run(ctx) }()
+	go func() {
+		defer wg.Done()
+		if err := s.srv.Serve(ctx); err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	}()
+	go func() { wg.Wait(); close(s.done) }()
+	t.Cleanup(func() {
+		s.stop()
+		if t.Failed() {
+			t.Logf("server log:\n%s", s.logs)
+		}
+	})
+	return s
+}
+
+func (s *server) stop() {
+	s.cancel()
+	<-s.done
+	s.st.Close()
+}
+
+func (s *server) lease(t *testing.T, addr string) *model.Lease {
+	t.Helper()
+	l, err := store.Get[model.Lease](context.Background(), s.st, addr)
+	if err != nil {
+		t.Fatalf("lease %s: %v", addr, err)
+	}
+	return l
+}
+
+func (s *server) counter(t *testing.T, name, label, value string) float64 {
+	t.Helper()
+	mfs, err := s.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if lp.GetName() == label && lp.GetValue() == value {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
+}
+
+func subnet(name, cidr, start, end string) *model.Subnet {
+	return &model.Subnet{Name: name, Subnet: cidr, ActiveStart: start, ActiveEnd: end, Enabled: true}
+}
+
+// lan is a server namespace and a client namespace joined by a veth pair.
+type lan struct {
+	srvNS, cliNS *testenv.Netns
+	srvIf, cliIf string
+}
+
+func newLAN(t *testing.T, srvAddr string) *lan {
+	t.Helper()
+	testenv.RequireRoot(t)
+	l := &lan{srvNS: testenv.NewNetns(t), cliNS: testenv.NewNetns(t)}
+	l.srvIf, l.cliIf = testenv.Veth(t, l.srvNS, srvAddr, l.cliNS, "")
+	return l
+}
+
+// udhcpcScript configures the address like the default script (renewals
+// are unicast from it) and appends every event's environment to out.
+const udhcpcScript = `#!/bin/sh
+case "$1" in
+bound|renew) ip addr replace "$ip/${mask:-24}" dev "$interface" ;;
+deconfig) ip addr flush dev "$interface" ;;
+esac
+{ echo "event=$1"; env | sort; echo "--"; } >> %s
+`
+
+// events reads the script's dump: one map per event.
+func events(t *testing.T, path string) []map[string]string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	var out []map[string]string
+	cur := map[string]string{}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "--" {
+			out = append(out, cur)
+			cur = map[string]string{}
+			continue
+		}
+		if k, v, ok := strings.Cut(line, "="); ok {
+			cur[k] = v
+		}
+	}
+	return out
+}
+
+// waitEvent waits for the n-th event named name in the dump (bounded).
+func waitEvent(t *testing.T, path, name string, n int) map[string]string {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		seen := 0
+		for _, ev := range events(t, path) {
+			if ev["event"] == name || ev["reason"] == name {
+				seen++
+				if seen == n {
+					return ev
+				}
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("no event %s #%d in %s: %v", name, n, path, events(t, path))
+	return nil
+}
+
+func writeScript(t *testing.T, body string) (script, out string) {
+	t.Helper()
+	dir := t.TempDir()
+	script, out = filepath.Join(dir, "script"), filepath.Join(dir, "events")
+	if err := os.WriteFile(script, []byte(fmt.Sprintf(body, out)), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return script, out
+}
+
+// udhcpcOnce runs udhcpc until it has a lease (or gives up) and returns
+// the environment its script saw at "bound", or nil.
+func udhcpcOnce(t *testing.T, ns *testenv.Netns, ifc string, args ...string) map[string]string {
+	t.Helper()
+	testenv.RequireTool(t, "udhcpc")
+	script, out := writeScript(t, udhcpcScript)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := ns.Command(ctx, "udhcpc", append([]string{"-f", "-q", "-n", "-i", ifc, "-s", script, "-t", "4", "-T", "1"}, args...)...)
+	b, err := cmd.CombinedOutput()
+	for _, ev := range events(t, out) {
+		if ev["event"] == "bound" {
+			return ev
+		}
+	}
+	t.Logf("udhcpc %v: %v\n%s", args, err, b)
+	return nil
+}
+
+func TestUdhcpcLeaseRenewRelease(t *testing.T) {
+	testenv.RequireTool(t, "udhcpc")
+	l := newLAN(t, "10.20.0.2/24")
+	s := subnet("rack1", "10.20.0.0/24", "10.20.0.10", "10.20.0.20")
+	s.Router = "10.20.0.1"
+	srv := startServer(t, l.srvNS, []string{l.srvIf}, filepath.Join(t.TempDir(), "ironcast.db"), nil, s)
+
+	script, out := writeScript(t, udhcpcScript)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := l.cliNS.Command(ctx, "udhcpc", "-f", "-i", l.cliIf, "-s", script, "-t", "5", "-T", "1")
+	var cout bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &cout, &cout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		// ip netns exec runs udhcpc in place (exec), so this is udhcpc's PID.
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("udhcpc:\n%s", cout.String())
+		}
+	}()
+	bound := waitEvent(t, out, "bound", 1)
+	if bound["ip"] != "10.20.0.10" || bound["router"] != "10.20.0.1" || bound["serverid"] != "10.20.0.2" {
+		t.Fatalf("bound with %v", bound)
+	}
+	mac := l.cliNS.MAC(t, l.cliIf)
+	first := srv.lease(t, "10.20.0.10")
+	if first.State != model.LeaseBound || first.Token != mac {
+		t.Fatalf("stored after bind: %+v", first)
+	}
+
+	_ = cmd.Process.Signal(syscall.SIGUSR1)
+	waitEvent(t, out, "renew", 1)
+	renewed := srv.lease(t, "10.20.0.10")
+	if renewed.State != model.LeaseBound || !renewed.ExpireTime.After(first.ExpireTime) {
+		t.Fatalf("after renew: %+v (before: %v)", renewed, first.ExpireTime)
+	}
+	if got := srv.counter(t, "ironcast_dhcp_sent_total", "type", "ack"); got != 2 {
+		t.Errorf("acks sent %v, want 2", got)
+	}
+
+	_ = cmd.Process.Signal(syscall.SIGUSR2)
+	waitEvent(t, out, "deconfig", 2)
+	deadline := time.Now().Add(10 * time.Second)
+	for srv.lease(t, "10.20.0.10").State != model.LeaseReleased {
+		if time.Now().After(deadline) {
+			t.Fatalf("lease not released: %+v", srv.lease(t, "10.20.0.10"))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestForgedPXEClients has udhcpc pose as each firmware of FIELD.md and
+// checks the boot file and next-server it received.
+func TestForgedPXEClients(t *testing.T) {
+	testenv.RequireTool(t, "udhcpc")
+	l := newLAN(t, "10.20.0.2/24")
+	startServer(t, l.srvNS, []string{l.srvIf}, filepath.Join(t.TempDir(), "ironcast.db"), nil,
+		subnet("rack1", "10.20.0.0/24", "10.20.0.10", "10.20.0.100"))
+	mac := l.cliNS.MAC(t, l.cliIf)
+	tests := []struct {
+		name string
+		args []string
+		// want holds udhcpc's script variables: siaddr and boot_file
+		// (BOOTP header), bootfile (option 67), vendor (option 60).
+		want map[string]string
+	}{
+		{"bios", []string{"-V", "PXEClient:Arch:00000:UNDI:002001", "-x", "0x5d:0000"},
+			map[string]string{"siaddr": "10.20.0.2", "boot_file": "undionly.kpxe"}},
+		{"uefi-x64-7", []string{"-V", "PXEClient:Arch:00007:UNDI:003016", "-x", "0x5d:0007"},
+			map[string]string{"siaddr": "10.20.0.2", "boot_file": "snponly.efi"}},
+		{"uefi-x64-9", []string{"-V", "PXEClient:Arch:00009:UNDI:003016", "-x", "0x5d:0009"},
+			map[string]string{"siaddr": "10.20.0.2", "boot_file": "snponly.efi"}},
+		{"uefi-arm64", []string{"-V", "PXEClient:Arch:00011:UNDI:003000", "-x", "0x5d:000b"},
+			map[string]string{"siaddr": "10.20.0.2", "boot_file": "grubnetaa64.efi"}},
+		{"http-boot-x64", []string{"-V", "HTTPClient:Arch:00016:UNDI:003000", "-x", "0x5d:0010"},
+			map[string]string{"siaddr": "10.20.0.2", "boot_file": "http://10.20.0.2:8091/snponly.efi", "vendor": "HTTPClient"}},
+		{"ipxe-user-class", []string{"-V", "PXEClient:Arch:00000:UNDI:002001", "-x", "0x5d:0000", "-x", "0x4d:0469505845"},
+			map[string]string{"siaddr": "10.20.0.2", "boot_file": "http://10.20.0.2:8091/" + mac + ".ipxe"}},
+		{"plain-client", nil, map[string]string{"siaddr": "", "boot_file": ""}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ev := udhcpcOnce(t, l.cliNS, l.cliIf, tt.args...)
+			if ev == nil {
+				t.Fatal("no lease")
+			}
+			got := map[string]string{}
+			for k := range tt.want {
+				got[k] = ev[k]
+			}
+			if diff := cmpDiff(got, tt.want); diff != "" {
+				t.Errorf("(-got +want):\n%s\nenv: %v", diff, ev)
+			}
+			// Options 66 and 67 must carry the same as the header.
+			if ev["bootfile"] != tt.want["boot_file"] || ev["tftp"] != tt.want["siaddr"] {
+				t.Errorf("option 66 %q, 67 %q; want %q, %q", ev["tftp"], ev["bootfile"], tt.want["siaddr"], tt.want["boot_file"])
+			}
+		})
+	}
+}
+
+func cmpDiff(got, want any) string { return cmp.Diff(got, want) }
