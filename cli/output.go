@@ -117,7 +117,8 @@ func (p printer) yaml(doc []byte) error {
 
 // table writes items as aligned columns with a header row.
 func (p printer) table(cols []column, items []json.RawMessage) error {
-	tw := tabwriter.NewWriter(p.out, 0, 0, 2, ' ', 0)
+	var buf bytes.Buffer
+	tw := tabwriter.NewWriter(&buf, 0, 0, 2, ' ', 0)
 	hdr := make([]string, len(cols))
 	for i, c := range cols {
 		hdr[i] = c.Header
@@ -134,7 +135,25 @@ func (p printer) table(cols []column, items []json.RawMessage) error {
 		}
 		fmt.Fprintln(tw, strings.Join(row, "\t"))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return p.writeTrimmed(buf.Bytes())
+}
+
+// writeTrimmed writes b without the spaces tabwriter leaves after an empty
+// last column.
+func (p printer) writeTrimmed(b []byte) error {
+	var out bytes.Buffer
+	for _, line := range bytes.SplitAfter(b, []byte("\n")) {
+		nl := bytes.HasSuffix(line, []byte("\n"))
+		out.Write(bytes.TrimRight(line, " \n"))
+		if nl {
+			out.WriteByte('\n')
+		}
+	}
+	_, err := p.out.Write(out.Bytes())
+	return err
 }
 
 // fields writes a JSON object as sorted FIELD VALUE lines.
@@ -148,11 +167,15 @@ func (p printer) fields(doc []byte) error {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	tw := tabwriter.NewWriter(p.out, 0, 0, 2, ' ', 0)
+	var buf bytes.Buffer
+	tw := tabwriter.NewWriter(&buf, 0, 0, 2, ' ', 0)
 	for _, k := range keys {
 		fmt.Fprintf(tw, "%s\t%s\n", k, cell(obj[k]))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return p.writeTrimmed(buf.Bytes())
 }
 
 // cell renders one JSON value for a table: scalars as text, lists of
