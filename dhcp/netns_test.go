@@ -337,3 +337,131 @@ func TestForgedPXEClients(t *testing.T) {
 }
 
 func cmpDiff(got, want any) string { return cmp.Diff(got, want) }
+
+const dhclientScript = `#!/bin/sh
+case "$reason" in
+PREINIT) ip link set "$interface" up ;;
+BOUND|RENEW|REBIND|REBOOT) ip addr replace "$new_ip_address/$new_subnet_mask" dev "$interface" ;;
+RELEASE|EXPIRE|STOP) ip addr flush dev "$interface" ;;
+esac
+{ echo "reason=$reason"; env | grep -E '^(new|old)_|^interface=' | sort; echo "--"; } >> %s
+`
+
+func TestDhclientLeaseRenewRelease(t *testing.T) {
+	dhclient := testenv.RequireTool(t, "dhclient")
+	l := newLAN(t, "10.20.0.2/24")
+	s := subnet("rack1", "10.20.0.0/24", "10.20.0.10", "10.20.0.20")
+	// T1 of 2 s makes dhclient renew (unicast, RENEWING) within the test.
+	s.Options = []model.DHCPOption{{Code: 58, Value: "2"}, {Code: 59, Value: "3000"}}
+	srv := startServer(t, l.srvNS, []string{l.srvIf}, filepath.Join(t.TempDir(), "ironcast.db"), nil, s)
+
+	script, out := writeScript(t, dhclientScript)
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "dhclient.conf")
+	if err := os.WriteFile(conf, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// Own script, lease file, pid file and config: the host's resolv.conf
+	// and lease database are never touched.
+	files := []string{"-sf", script, "-lf", filepath.Join(dir, "leases"), "-pf", filepath.Join(dir, "pid"), "-cf", conf}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := l.cliNS.Command(ctx, dhclient, append(append([]string{"-4", "-d", "-v"}, files...), l.cliIf)...)
+	var cout logBuf
+	cmd.Stdout, cmd.Stderr = &cout, &cout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	stopped := false
+	stop := func() {
+		if !stopped {
+			stopped = true
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			_ = cmd.Wait()
+		}
+	}
+	defer func() {
+		stop()
+		if t.Failed() {
+			t.Logf("dhclient:\n%s", cout.String())
+		}
+	}()
+	bound := waitEvent(t, out, "BOUND", 1)
+	addr := bound["new_ip_address"]
+	if addr != "10.20.0.10" {
+		t.Fatalf("bound with %v", bound)
+	}
+	mac := l.cliNS.MAC(t, l.cliIf)
+	first := srv.lease(t, addr)
+	if first.State != model.LeaseBound || first.Token != mac {
+		t.Fatalf("stored after bind: %+v", first)
+	}
+	waitEvent(t, out, "RENEW", 1)
+	renewed := srv.lease(t, addr)
+	if renewed.State != model.LeaseBound || !renewed.ExpireTime.After(first.ExpireTime) {
+		t.Fatalf("after renew: %+v (before: %v)", renewed, first.ExpireTime)
+	}
+	stop()
+	rel := l.cliNS.Command(ctx, dhclient, append(append([]string{"-4", "-r", "-v"}, files...), l.cliIf)...)
+	if b, err := rel.CombinedOutput(); err != nil {
+		t.Fatalf("dhclient -r: %v\n%s", err, b)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for srv.lease(t, addr).State != model.LeaseReleased {
+		if time.Now().After(deadline) {
+			t.Fatalf("lease not released: %+v", srv.lease(t, addr))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestRelayedClient puts isc-dhcp-relay between the client and the
+// server: the client gets an address from the relay's subnet.
+func TestRelayedClient(t *testing.T) {
+	testenv.RequireTool(t, "udhcpc")
+	dhcrelay := testenv.RequireTool(t, "dhcrelay")
+	testenv.RequireRoot(t)
+	srvNS, relayNS, cliNS := testenv.NewNetns(t), testenv.NewNetns(t), testenv.NewNetns(t)
+	srvIf, upIf := testenv.Veth(t, srvNS, "10.99.0.1/24", relayNS, "10.99.0.2/24")
+	downIf, cliIf := testenv.Veth(t, relayNS, "10.30.0.1/24", cliNS, "")
+	srvNS.Run(t, "ip", "route", "add", "10.30.0.0/24", "via", "10.99.0.2")
+	relayNS.Run(t, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+	rack2 := subnet("rack2", "10.30.0.0/24", "10.30.0.10", "10.30.0.20")
+	rack2.Router = "10.30.0.1"
+	srv := startServer(t, srvNS, []string{srvIf}, filepath.Join(t.TempDir(), "ironcast.db"), nil,
+		subnet("core", "10.99.0.0/24", "10.99.0.10", "10.99.0.20"), rack2)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// -a adds option 82 and -D drops replies whose option 82 does not
+	// match what it sent: the reply only reaches the client if the
+	// server echoed it.
+	relay := relayNS.Command(ctx, dhcrelay, "-d", "-4", "-a", "-D", "--no-pid", "-id", downIf, "-iu", upIf, "10.99.0.1")
+	var rout logBuf
+	relay.Stdout, relay.Stderr = &rout, &rout
+	if err := relay.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cancel()
+		_ = relay.Wait()
+		if t.Failed() {
+			t.Logf("dhcrelay:\n%s", rout.String())
+		}
+	}()
+	var ev map[string]string
+	for i := 0; i < 5 && ev == nil; i++ { // the relay may still be starting
+		ev = udhcpcOnce(t, cliNS, cliIf)
+	}
+	if ev == nil {
+		t.Fatal("no lease through the relay")
+	}
+	got := map[string]string{"ip": ev["ip"], "router": ev["router"], "serverid": ev["serverid"]}
+	want := map[string]string{"ip": "10.30.0.10", "router": "10.30.0.1", "serverid": "10.99.0.1"}
+	if diff := cmp.Diff(got, want); diff != "" {
+		t.Fatalf("(-got +want):\n%s", diff)
+	}
+	if l := srv.lease(t, "10.30.0.10"); l.Subnet != "rack2" || l.State != model.LeaseBound {
+		t.Fatalf("stored %+v", l)
+	}
+}
