@@ -1,0 +1,272 @@
+package api
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	httpSwagger "github.com/swaggo/http-swagger/v2"
+
+	"github.com/ironcast/ironcast/auth"
+	_ "github.com/ironcast/ironcast/docs" // registers the generated spec with swag
+	"github.com/ironcast/ironcast/events"
+)
+
+// MaxBodyBytes bounds a request body; larger bodies get 413.
+const MaxBodyBytes = 16 << 20
+
+// DefaultKeepAlive is how often the event stream sends a comment when idle.
+const DefaultKeepAlive = 15 * time.Second
+
+// Info is what GET /api/v1/info says about the server.
+type Info struct {
+	Version string
+	// Ports maps a service ("api", "dhcp", "tftp", "http") to its port.
+	Ports map[string]int
+	// Features lists what this server does, e.g. "dhcp", "proxydhcp".
+	Features   []string
+	ServerTime time.Time
+}
+
+// Config wires a Server. Backend and Auth are required.
+type Config struct {
+	Backend Backend
+	Auth    *auth.Authenticator
+	// Bus feeds /api/v1/events; nil means a stream that only keeps alive.
+	Bus *events.Bus
+	// Info describes the server (nil: just the version).
+	Info func() Info
+	// Logger receives one line per request and every server error (nil:
+	// discard). Authorization headers and bodies are never logged.
+	Logger *slog.Logger
+	// Registerer receives the API's metrics; if it is also a
+	// prometheus.Gatherer (a *prometheus.Registry) /metrics serves it.
+	// Nil means a private registry.
+	Registerer prometheus.Registerer
+	// MetricsAuth makes /metrics require a bearer token (any role).
+	MetricsAuth bool
+	// Version is reported by /api/v1/info when Info is nil.
+	Version string
+	// KeepAlive is the idle interval of the event stream (0: DefaultKeepAlive).
+	KeepAlive time.Duration
+}
+
+// Server is the API. It is safe for concurrent use.
+type Server struct {
+	backend   Backend
+	auth      *auth.Authenticator
+	bus       *events.Bus
+	info      func() Info
+	log       *slog.Logger
+	version   string
+	keepAlive time.Duration
+	gatherer  prometheus.Gatherer
+	metricsAuth bool
+	requests  *prometheus.CounterVec
+	latency   *prometheus.HistogramVec
+	handler   http.Handler
+}
+
+// New returns a Server for cfg. It panics if Backend or Auth is nil, as
+// that is a wiring bug, not a runtime condition.
+func New(cfg Config) *Server {
+	if cfg.Backend == nil || cfg.Auth == nil {
+		panic("api.New: Backend and Auth are required")
+	}
+	s := &Server{
+		backend: cfg.Backend, auth: cfg.Auth, bus: cfg.Bus, info: cfg.Info,
+		log: cfg.Logger, version: cfg.Version, keepAlive: cfg.KeepAlive,
+		metricsAuth: cfg.MetricsAuth,
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.keepAlive <= 0 {
+		s.keepAlive = DefaultKeepAlive
+	}
+	reg := cfg.Registerer
+	if reg == nil {
+		r := prometheus.NewRegistry()
+		reg, s.gatherer = r, r
+	} else if g, ok := reg.(prometheus.Gatherer); ok {
+		s.gatherer = g
+	} else {
+		s.gatherer = prometheus.DefaultGatherer
+	}
+	s.requests = register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "ironcast_api_requests_total",
+		Help: "API requests by method, route pattern and status code.",
+	}, []string{"method", "route", "code"}))
+	s.latency = register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "ironcast_api_request_duration_seconds",
+		Help:    "API request latency by route pattern.",
+		Buckets: prometheus.DefBuckets,
+	}, []string{"route"}))
+	s.handler = s.routes()
+	return s
+}
+
+// register registers c, or returns the collector already registered under
+// the same name (a second Server on one registry shares the metrics).
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(C); ok {
+				return existing
+			}
+		}
+		panic("api: register metrics: " + err.Error())
+	}
+	return c
+}
+
+// Handler returns the HTTP handler for every route.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// handlerFunc is a handler that returns its error for writeError.
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+// h adapts a handlerFunc.
+func (s *Server) h(fn handlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := fn(w, r); err != nil {
+			s.writeError(w, r, err)
+		}
+	}
+}
+
+func (s *Server) routes() http.Handler {
+	r := chi.NewRouter()
+	r.Use(s.instrument, s.recoverer, limitBody)
+	r.NotFound(s.h(func(w http.ResponseWriter, r *http.Request) error {
+		return badRequestStatus(http.StatusNotFound, "no route for %s", r.URL.Path)
+	}))
+	r.MethodNotAllowed(s.h(func(w http.ResponseWriter, r *http.Request) error {
+		return badRequestStatus(http.StatusMethodNotAllowed, "method %s is not allowed on %s", r.Method, r.URL.Path)
+	}))
+	r.Get("/healthz", s.h(s.healthz))
+	metrics := promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{})
+	if s.metricsAuth {
+		r.With(s.auth.Middleware(s.writeError)).Handle("/metrics", metrics)
+	} else {
+		r.Handle("/metrics", metrics)
+	}
+	r.Get("/swagger", http.RedirectHandler("/swagger/index.html", http.StatusMovedPermanently).ServeHTTP)
+	r.Get("/swagger/*", httpSwagger.Handler(httpSwagger.URL("/swagger/doc.json")))
+	r.Route("/api/v1", func(r chi.Router) {
+		// The token route authenticates itself (HTTP Basic or bearer).
+		r.Post("/users/{key}/token", s.h(s.issueToken))
+		r.Group(func(r chi.Router) {
+			r.Use(s.auth.Middleware(s.writeError))
+			s.systemRoutes(r)
+			for _, k := range kindTable {
+				r.Mount("/"+k.kind, s.kindRoutes(k))
+			}
+		})
+	})
+	return r
+}
+
+func badRequestStatus(status int, format string, args ...any) error {
+	e := badRequest("", format, args...).(*requestError)
+	e.status = status
+	return e
+}
+
+// limitBody caps request bodies at MaxBodyBytes.
+func limitBody(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > MaxBodyBytes {
+			writeJSON(w, http.StatusRequestEntityTooLarge, ErrorResponse{Message: "request body is larger than " + strconv.Itoa(MaxBodyBytes) + " bytes"})
+			return
+		}
+		if r.Body != nil {
+			r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// recoverer turns a handler panic into a logged 500.
+func (s *Server) recoverer(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				s.log.Error("handler panic", "method", r.Method, "route", routePattern(r), "panic", v)
+				writeJSON(w, http.StatusInternalServerError, ErrorResponse{Message: "internal server error"})
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// statusWriter records the status code and size of an answer.
+type statusWriter struct {
+	http.ResponseWriter
+	code  int
+	bytes int64
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.code == 0 {
+		w.code = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	n, err := w.ResponseWriter.Write(b)
+	w.bytes += int64(n)
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach Flush and deadlines.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// routePattern is the chi route pattern of r, "unmatched" when none.
+func routePattern(r *http.Request) string {
+	if rc := chi.RouteContext(r.Context()); rc != nil {
+		if p := rc.RoutePattern(); p != "" {
+			return p
+		}
+	}
+	return "unmatched"
+}
+
+// instrument counts, times and logs every request by route pattern.
+func (s *Server) instrument(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w}
+		defer func() {
+			if sw.code == 0 {
+				sw.code = http.StatusOK
+			}
+			route := routePattern(r)
+			d := time.Since(start)
+			s.requests.WithLabelValues(r.Method, route, strconv.Itoa(sw.code)).Inc()
+			s.latency.WithLabelValues(route).Observe(d.Seconds())
+			level := slog.LevelInfo
+			if sw.code >= 500 {
+				level = slog.LevelWarn
+			}
+			s.log.LogAttrs(r.Context(), level, "api request",
+				slog.String("method", r.Method), slog.String("route", route),
+				slog.Int("status", sw.code), slog.Duration("duration", d),
+				slog.Int64("bytes", sw.bytes), slog.String("remote", r.RemoteAddr))
+		}()
+		next.ServeHTTP(sw, r)
+	})
+}
