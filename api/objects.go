@@ -12,8 +12,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/go-chi/chi/v5"
 	jsonpatch "github.com/evanphx/json-patch/v5"
+	"github.com/go-chi/chi/v5"
 
 	"github.com/ironcast/ironcast/model"
 	"github.com/ironcast/ironcast/store"
@@ -23,7 +23,7 @@ import (
 
 // kindHandlers are the annotated per-kind wrappers of kinds_gen.go.
 type kindHandlers struct {
-	kind                                                string
+	kind                                            string
 	list, get, head, create, replace, patch, delete func(*Server, http.ResponseWriter, *http.Request) error
 }
 

@@ -58,18 +58,18 @@ type Config struct {
 
 // Server is the API. It is safe for concurrent use.
 type Server struct {
-	backend   Backend
-	auth      *auth.Authenticator
-	bus       *events.Bus
-	info      func() Info
-	log       *slog.Logger
-	version   string
-	keepAlive time.Duration
-	gatherer  prometheus.Gatherer
+	backend     Backend
+	auth        *auth.Authenticator
+	bus         *events.Bus
+	info        func() Info
+	log         *slog.Logger
+	version     string
+	keepAlive   time.Duration
+	gatherer    prometheus.Gatherer
 	metricsAuth bool
-	requests  *prometheus.CounterVec
-	latency   *prometheus.HistogramVec
-	handler   http.Handler
+	requests    *prometheus.CounterVec
+	latency     *prometheus.HistogramVec
+	handler     http.Handler
 }
 
 // New returns a Server for cfg. It panics if Backend or Auth is nil, as
