@@ -60,16 +60,18 @@ func describe(err error) string {
 func (a *app) addAPICommands(root *cobra.Command) {
 	for _, kind := range model.Kinds {
 		g := group(kind, "List, show, create, update, patch and destroy "+kind)
-		g.AddCommand(
-			a.listCmd(kind), a.showCmd(kind), a.createCmd(kind), a.updateCmd(kind),
-			a.patchCmd(kind), a.destroyCmd(kind), a.existsCmd(kind),
-		)
+		g.AddCommand(a.listCmd(kind), a.createCmd(kind))
+		keyed := []*cobra.Command{a.showCmd(kind), a.updateCmd(kind), a.patchCmd(kind), a.destroyCmd(kind), a.existsCmd(kind)}
 		switch kind {
 		case model.KindMachines:
-			g.AddCommand(a.machineParamsCmd(), a.machineSetCmd())
+			keyed = append(keyed, a.machineParamsCmd(), a.machineSetCmd())
 		case model.KindUsers:
-			g.AddCommand(a.userTokenCmd(), a.userPasswordCmd())
+			keyed = append(keyed, a.userTokenCmd(), a.userPasswordCmd())
 		}
+		for _, c := range keyed {
+			c.ValidArgsFunction = a.completeKeys(kind)
+		}
+		g.AddCommand(keyed...)
 		root.AddCommand(g)
 	}
 	events := group("events", "Watch what happens on the server")

@@ -17,11 +17,11 @@ func run(t *testing.T, stdin string, args ...string) (code int, stdout, stderr s
 
 func TestUsageAndExitCodes(t *testing.T) {
 	tests := []struct {
-		name       string
-		args       []string
-		wantCode   int
-		wantOut    string // substring of stdout
-		wantErr    string // substring of the one stderr line
+		name     string
+		args     []string
+		wantCode int
+		wantOut  string // substring of stdout
+		wantErr  string // substring of the one stderr line
 	}{
 		{name: "version", args: []string{"version"}, wantCode: 0, wantOut: version()},
 		{name: "bare command prints help", args: nil, wantCode: 0, wantOut: "Where the CLI finds its server"},

@@ -118,6 +118,32 @@ func parseFilters(args []string) (url.Values, error) {
 	return q, nil
 }
 
+// completeKeys completes the first argument with the keys of kind's
+// objects, asking the server; without a server it offers nothing.
+func (a *app) completeKeys(kind string) cobra.CompletionFunc {
+	return func(cmd *cobra.Command, args []string, toComplete string) ([]string, cobra.ShellCompDirective) {
+		if len(args) > 0 {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		c, _, err := a.client(cmd)
+		if err != nil {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		items, _, err := c.List(cmd.Context(), kind, nil)
+		if err != nil {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		var keys []string
+		for _, raw := range items {
+			obj := model.New(kind)
+			if json.Unmarshal(raw, obj) == nil && strings.HasPrefix(obj.Key(), toComplete) {
+				keys = append(keys, obj.Key())
+			}
+		}
+		return keys, cobra.ShellCompDirectiveNoFileComp
+	}
+}
+
 func (a *app) listCmd(kind string) *cobra.Command {
 	var (
 		sortBy        string

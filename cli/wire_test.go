@@ -138,3 +138,18 @@ func TestWireErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestCompleteKeys(t *testing.T) {
+	isolate(t)
+	f := newFakeAPI(t)
+	f.useLocalServerFile(t)
+	f.machines["00000000-0000-4000-8000-000000000001"] = map[string]any{"UUID": "00000000-0000-4000-8000-000000000001", "Name": "n1"}
+	f.machines["10000000-0000-4000-8000-000000000002"] = map[string]any{"UUID": "10000000-0000-4000-8000-000000000002", "Name": "n2"}
+	code, stdout, stderr := run(t, "", "__complete", "machines", "show", "0")
+	if code != 0 {
+		t.Fatalf("exit code %d: %s", code, stderr)
+	}
+	if got, want := stdout, "00000000-0000-4000-8000-000000000001\n:4\n"; got != want {
+		t.Errorf("completion = %q, want %q", got, want)
+	}
+}
