@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/ironcast/ironcast/dhcp"
 	"github.com/ironcast/ironcast/ipam"
 	"github.com/ironcast/ironcast/model"
@@ -464,4 +466,108 @@ func TestRelayedClient(t *testing.T) {
 	if l := srv.lease(t, "10.30.0.10"); l.Subnet != "rack2" || l.State != model.LeaseBound {
 		t.Fatalf("stored %+v", l)
 	}
+}
+
+// TestProxyDHCPWithDnsmasq: dnsmasq hands out addresses on the segment,
+// ironcast (proxyDHCP) gives the PXE client its boot file, on port 67 and
+// on port 4011.
+func TestProxyDHCPWithDnsmasq(t *testing.T) {
+	dnsmasq := testenv.RequireTool(t, "dnsmasq")
+	testenv.RequireRoot(t)
+	sw, srvNS, dnsNS, cliNS := testenv.NewNetns(t), testenv.NewNetns(t), testenv.NewNetns(t), testenv.NewNetns(t)
+	br := sw.Bridge(t, "")
+	srvIf := sw.AttachVeth(t, br, srvNS, "10.20.0.2/24")
+	dnsIf := sw.AttachVeth(t, br, dnsNS, "10.20.0.3/24")
+	cliIf := sw.AttachVeth(t, br, cliNS, "")
+	proxy := &model.Subnet{Name: "proxy", Subnet: "10.20.0.0/24", Enabled: true, Proxy: true}
+	srv := startServer(t, srvNS, []string{srvIf}, filepath.Join(t.TempDir(), "ironcast.db"), nil, proxy)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	dir := t.TempDir()
+	dm := dnsNS.Command(ctx, dnsmasq, "--no-daemon", "--conf-file=/dev/null", "--port=0", "--user=root", "--pid-file=",
+		"--interface="+dnsIf, "--bind-interfaces", "--dhcp-range=10.20.0.100,10.20.0.150,1h",
+		"--dhcp-leasefile="+filepath.Join(dir, "leases"), "--log-dhcp")
+	var dout logBuf
+	dm.Stdout, dm.Stderr = &dout, &dout
+	if err := dm.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cancel()
+		_ = dm.Wait()
+		if t.Failed() {
+			t.Logf("dnsmasq:\n%s", dout.String())
+		}
+	}()
+
+	mac, _ := net.ParseMAC(cliNS.MAC(t, cliIf))
+	c, err := newPXEClient(cliNS, cliIf, mac, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	bcast := &net.UDPAddr{IP: net.IPv4bcast, Port: 67}
+	offers, err := c.exchange(c.packet(dhcpv4.MessageTypeDiscover), bcast, dhcpv4.MessageTypeOffer, func(got []*dhcpv4.DHCPv4) bool {
+		return len(got) >= 2 && hasFrom(got, "10.20.0.2") && hasFrom(got, "10.20.0.3")
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var addrOffer, bootOffer *dhcpv4.DHCPv4
+	for _, o := range offers {
+		switch o.ServerIdentifier().String() {
+		case "10.20.0.3":
+			addrOffer = o
+		case "10.20.0.2":
+			bootOffer = o
+		}
+	}
+	type view struct{ YIAddr, SIAddr, File, Opt60, Opt66, Opt67 string }
+	see := func(p *dhcpv4.DHCPv4) view {
+		return view{p.YourIPAddr.String(), p.ServerIPAddr.String(), p.BootFileName, p.ClassIdentifier(), p.TFTPServerName(), p.BootFileNameOption()}
+	}
+	if diff := cmp.Diff(see(bootOffer), view{"0.0.0.0", "10.20.0.2", "snponly.efi", "PXEClient", "10.20.0.2", "snponly.efi"}); diff != "" {
+		t.Errorf("proxyDHCP offer (-got +want):\n%s", diff)
+	}
+	if len(bootOffer.Options.Get(dhcpv4.OptionVendorSpecificInformation)) == 0 {
+		t.Error("proxyDHCP offer without option 43")
+	}
+	yi := addrOffer.YourIPAddr
+	if !(yi[0] == 10 && yi[1] == 20 && yi[2] == 0 && yi[3] >= 100 && yi[3] <= 150) {
+		t.Fatalf("dnsmasq offered %s", yi)
+	}
+	// Take dnsmasq's address; ironcast must stay out of it.
+	req := c.packet(dhcpv4.MessageTypeRequest,
+		dhcpv4.WithOption(dhcpv4.OptServerIdentifier(net.IPv4(10, 20, 0, 3))),
+		dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(yi)))
+	acks, err := c.exchange(req, bcast, dhcpv4.MessageTypeAck, func(got []*dhcpv4.DHCPv4) bool { return len(got) >= 1 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := acks[0].ServerIdentifier().String(); s != "10.20.0.3" {
+		t.Fatalf("ack from %s, want dnsmasq", s)
+	}
+	// Then ask the boot server on port 4011, as firmware does.
+	cliNS.Run(t, "ip", "addr", "add", yi.String()+"/24", "dev", cliIf)
+	bs := c.packet(dhcpv4.MessageTypeRequest, dhcpv4.WithClientIP(yi), dhcpv4.WithBroadcast(false))
+	acks, err = c.exchange(bs, &net.UDPAddr{IP: net.IPv4(10, 20, 0, 2), Port: 4011}, dhcpv4.MessageTypeAck, func(got []*dhcpv4.DHCPv4) bool { return len(got) >= 1 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(see(acks[0]), view{"0.0.0.0", "10.20.0.2", "snponly.efi", "PXEClient", "10.20.0.2", "snponly.efi"}); diff != "" {
+		t.Errorf("port 4011 ack (-got +want):\n%s", diff)
+	}
+	if n := srv.counter(t, "ironcast_dhcp_dropped_total", "reason", "not_ours"); n < 1 {
+		t.Errorf("the REQUEST to dnsmasq was not dropped as not_ours (%v)", n)
+	}
+}
+
+func hasFrom(ps []*dhcpv4.DHCPv4, sid string) bool {
+	for _, p := range ps {
+		if p.ServerIdentifier().String() == sid {
+			return true
+		}
+	}
+	return false
 }
