@@ -571,3 +571,86 @@ func hasFrom(ps []*dhcpv4.DHCPv4, sid string) bool {
 	}
 	return false
 }
+
+// TestLeasesSurviveRestart restarts the server on the same bbolt file: the
+// client keeps its address and a new client does not get it.
+func TestLeasesSurviveRestart(t *testing.T) {
+	l := newLAN(t, "10.20.0.2/24")
+	path := filepath.Join(t.TempDir(), "ironcast.db")
+	srv := startServer(t, l.srvNS, []string{l.srvIf}, path, nil, subnet("rack1", "10.20.0.0/24", "10.20.0.10", "10.20.0.20"))
+	ev := udhcpcOnce(t, l.cliNS, l.cliIf, "-r", "10.20.0.15")
+	if ev == nil || ev["ip"] != "10.20.0.15" {
+		t.Fatalf("first lease %v", ev)
+	}
+	srv.stop()
+	srv = startServer(t, l.srvNS, []string{l.srvIf}, path, nil)
+	if got := srv.lease(t, "10.20.0.15"); got.State != model.LeaseBound {
+		t.Fatalf("after restart: %+v", got)
+	}
+	// Same client: its address again, though it asks for nothing.
+	if ev := udhcpcOnce(t, l.cliNS, l.cliIf); ev == nil || ev["ip"] != "10.20.0.15" {
+		t.Fatalf("same client after restart got %v", ev)
+	}
+	// Another client asking for that address gets another one.
+	l.cliNS.Run(t, "ip", "link", "set", l.cliIf, "address", "02:00:00:00:77:01")
+	if ev := udhcpcOnce(t, l.cliNS, l.cliIf, "-r", "10.20.0.15"); ev == nil || ev["ip"] == "10.20.0.15" {
+		t.Fatalf("other client after restart got %v", ev)
+	}
+}
+
+func TestReservationsAndOnlyReservations(t *testing.T) {
+	l := newLAN(t, "10.20.0.2/24")
+	l.cliNS.Run(t, "ip", "link", "set", l.cliIf, "address", "02:00:00:00:00:01")
+	only := subnet("rack1", "10.20.0.0/24", "10.20.0.10", "10.20.0.20")
+	only.OnlyReservations = true
+	srv := startServer(t, l.srvNS, []string{l.srvIf}, filepath.Join(t.TempDir(), "ironcast.db"), nil, only,
+		&model.Reservation{Addr: "10.20.0.77", Token: "02:00:00:00:00:01", Options: []model.DHCPOption{{Code: 15, Value: "reserved.example"}}})
+	ev := udhcpcOnce(t, l.cliNS, l.cliIf)
+	if ev == nil || ev["ip"] != "10.20.0.77" || ev["domain"] != "reserved.example" || ev["lease"] != "7200" {
+		t.Fatalf("reserved client got %v", ev)
+	}
+	l.cliNS.Run(t, "ip", "addr", "flush", "dev", l.cliIf)
+	l.cliNS.Run(t, "ip", "link", "set", l.cliIf, "address", "02:00:00:00:00:02")
+	if ev := udhcpcOnce(t, l.cliNS, l.cliIf, "-t", "2"); ev != nil {
+		t.Fatalf("unreserved client got %v", ev)
+	}
+	if n := srv.counter(t, "ironcast_dhcp_dropped_total", "reason", "not_reserved"); n < 1 {
+		t.Errorf("not_reserved drops %v", n)
+	}
+	if !strings.Contains(srv.logs.String(), "subnet serves only reservations") {
+		t.Errorf("no log line says why:\n%s", srv.logs)
+	}
+}
+
+// TestDeclineAndExhaustedRange: udhcpc's ARP check finds the first
+// address in use and declines it; the address is set aside and the
+// client gets the next; with the range then full, a third client gets
+// nothing and the log says why.
+func TestDeclineAndExhaustedRange(t *testing.T) {
+	l := newLAN(t, "10.20.0.2/24")
+	// Another host already uses 10.20.0.10: the server's own second address.
+	l.srvNS.Run(t, "ip", "addr", "add", "10.20.0.10/32", "dev", l.srvIf)
+	srv := startServer(t, l.srvNS, []string{l.srvIf}, filepath.Join(t.TempDir(), "ironcast.db"), nil,
+		subnet("rack1", "10.20.0.0/24", "10.20.0.10", "10.20.0.11"))
+	ev := udhcpcOnce(t, l.cliNS, l.cliIf, "-a200")
+	if ev == nil || ev["ip"] != "10.20.0.11" {
+		t.Fatalf("client after decline got %v", ev)
+	}
+	if d := srv.lease(t, "10.20.0.10"); d.State != model.LeaseDeclined || d.Token != "" {
+		t.Fatalf("declined address stored as %+v", d)
+	}
+	if !strings.Contains(srv.logs.String(), "address declined") {
+		t.Errorf("no decline log:\n%s", srv.logs)
+	}
+	l.cliNS.Run(t, "ip", "addr", "flush", "dev", l.cliIf)
+	l.cliNS.Run(t, "ip", "link", "set", l.cliIf, "address", "02:00:00:00:00:03")
+	if ev := udhcpcOnce(t, l.cliNS, l.cliIf, "-t", "2"); ev != nil {
+		t.Fatalf("client of a full range got %v", ev)
+	}
+	if n := srv.counter(t, "ironcast_dhcp_dropped_total", "reason", "exhausted"); n < 1 {
+		t.Errorf("exhausted drops %v", n)
+	}
+	if !strings.Contains(srv.logs.String(), "address range exhausted") {
+		t.Errorf("no exhaustion log:\n%s", srv.logs)
+	}
+}
