@@ -461,14 +461,14 @@ func (r *readFromRecorder) ReadFrom(src io.Reader) (int64, error) {
 	return r.body.ReadFrom(src)
 }
 
-// TestDiskFilesReachSendfile checks the plumbing that gives sendfile(2):
-// the handler must pass the file itself (an io.LimitedReader over a
+// TestDiskFilesReachSendfile checks the plumbing that gives sendfile(2) to
+// large files: the handler must pass the file itself (an io.LimitedReader over a
 // syscall.Conn, which is what net.sendFile accepts) to the connection's
 // ReadFrom, not copy it through a buffer. test/bench/http/run.sh confirms
 // with strace that the syscall is made.
 func TestDiskFilesReachSendfile(t *testing.T) {
 	dir := t.TempDir()
-	data := bytes.Repeat([]byte("0123456789abcdef"), 4096)
+	data := bytes.Repeat([]byte("0123456789abcdef"), 16384) // 256 KiB
 	if err := os.WriteFile(filepath.Join(dir, "f.img"), data, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -478,7 +478,23 @@ func TestDiskFilesReachSendfile(t *testing.T) {
 	}
 	defer src.Close()
 	h := httpboot.New(httpboot.Config{Source: src}).Handler()
-	for _, rng := range []string{"", "bytes=1000-40000"} {
+
+	// Small bodies (under 64 KiB) are copied through the response buffer
+	// so headers and body leave in one write.
+	if err := os.WriteFile(filepath.Join(dir, "small.ipxe"), data[:2048], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rec := &readFromRecorder{h: http.Header{}}
+	req, _ := http.NewRequest("GET", "/small.ipxe", nil)
+	h.ServeHTTP(rec, req)
+	if rec.src != nil {
+		t.Errorf("small file went to ReadFrom (%T)", rec.src)
+	}
+	if !bytes.Equal(rec.body.Bytes(), data[:2048]) {
+		t.Errorf("small file body: %d bytes, want 2048", rec.body.Len())
+	}
+
+	for _, rng := range []string{"", "bytes=1000-200000"} {
 		rec := &readFromRecorder{h: http.Header{}}
 		req, _ := http.NewRequest("GET", "/f.img", nil)
 		if rng != "" {
@@ -494,7 +510,7 @@ func TestDiskFilesReachSendfile(t *testing.T) {
 		}
 		want := data
 		if rng != "" {
-			want = data[1000:40001]
+			want = data[1000:200001]
 		}
 		if !bytes.Equal(rec.body.Bytes(), want) {
 			t.Errorf("range %q: body %d bytes, want %d", rng, rec.body.Len(), len(want))
