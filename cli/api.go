@@ -60,6 +60,7 @@ func describe(err error) string {
 func (a *app) addAPICommands(root *cobra.Command) {
 	for _, kind := range model.Kinds {
 		g := group(kind, "List, show, create, update, patch and destroy "+kind)
+		g.Long = g.Short + ".\n\n" + keyDoc(kind)
 		g.AddCommand(a.listCmd(kind), a.createCmd(kind))
 		keyed := []*cobra.Command{a.showCmd(kind), a.updateCmd(kind), a.patchCmd(kind), a.destroyCmd(kind), a.existsCmd(kind)}
 		switch kind {

@@ -31,15 +31,32 @@ func keyHelp(kind string) string {
 	return "KEY"
 }
 
+// keyDoc explains how commands name one object of kind.
+func keyDoc(kind string) string {
+	keyField := map[string]string{
+		model.KindMachines: "UUID", model.KindTemplates: "ID",
+		model.KindReservations: "Addr", model.KindLeases: "Addr",
+	}[kind]
+	if keyField == "" {
+		keyField = "Name"
+	}
+	doc := fmt.Sprintf("An object is named by its %s, or by Field:value for a field that identifies it", keyField)
+	if kind == model.KindMachines {
+		return doc + ",\nfor example Name:n1, Address:10.0.0.5 or HardwareAddrs:52:54:00:12:34:56."
+	}
+	return doc + "."
+}
+
 // notFoundError is a lookup that matched nothing; `exists` turns it into a
 // quiet exit 1.
 type notFoundError struct{ msg string }
 
 func (e *notFoundError) Error() string { return e.msg }
 
-// fieldNames lists the JSON field names of kind's model type.
-func fieldNames(kind string) map[string]bool {
-	names := map[string]bool{}
+// fieldNames maps the lower-cased JSON field names of kind's model type to
+// their spelling.
+func fieldNames(kind string) map[string]string {
+	names := map[string]string{}
 	obj := model.New(kind)
 	if obj == nil {
 		return names
@@ -62,7 +79,7 @@ func fieldNames(kind string) map[string]bool {
 			if name == "" {
 				name = f.Name
 			}
-			names[name] = true
+			names[strings.ToLower(name)] = name
 		}
 	}
 	walk(reflect.TypeOf(obj).Elem())
@@ -70,11 +87,15 @@ func fieldNames(kind string) map[string]bool {
 }
 
 // splitFieldKey splits "Name:foo" into ("Name", "foo") when the part
-// before the colon is a field of kind. Anything else, a MAC address
-// included, is a plain key.
+// before the first colon is a field of kind (in any case). Anything else,
+// a bare MAC address included, is a plain key.
 func splitFieldKey(kind, key string) (field, value string, ok bool) {
-	field, value, ok = strings.Cut(key, ":")
-	if !ok || field == "" || !fieldNames(kind)[field] {
+	f, value, ok := strings.Cut(key, ":")
+	if !ok {
+		return "", "", false
+	}
+	field, ok = fieldNames(kind)[strings.ToLower(f)]
+	if !ok {
 		return "", "", false
 	}
 	return field, value, true

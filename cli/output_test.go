@@ -6,6 +6,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -122,7 +123,7 @@ func TestColumnsNameFields(t *testing.T) {
 		}
 		fields := fieldNames(kind)
 		for _, c := range cols {
-			if !fields[c.Field] {
+			if fields[strings.ToLower(c.Field)] != c.Field {
 				t.Errorf("%s column %q shows field %q, which model.%T does not have", kind, c.Header, c.Field, model.New(kind))
 			}
 		}
