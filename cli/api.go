@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -53,6 +54,9 @@ func describe(err error) string {
 	)
 	if errors.As(err, &unknownCA) || errors.As(err, &verify) || errors.As(err, &hostname) {
 		return err.Error() + " (pass --ca-cert with the server's certificate, or --insecure)"
+	}
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		return err.Error() + " (is ironcast serve running there?)"
 	}
 	return err.Error()
 }

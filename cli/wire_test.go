@@ -115,6 +115,8 @@ func TestWireErrors(t *testing.T) {
 		// Another endpoint than the local server's: its CA is not used.
 		{name: "unknown CA gets a hint", args: []string{"--endpoint", strings.Replace(f.srv.URL, "127.0.0.1", "localhost", 1), "--token", "x", "info"},
 			wantCode: 1, wantErr: "(pass --ca-cert with the server's certificate, or --insecure)\n"},
+		{name: "connection refused gets a hint", args: []string{"--endpoint", "https://127.0.0.1:" + freePort(t), "--token", "x", "info"},
+			wantCode: 1, wantErr: "connection refused (is ironcast serve running there?)\n"},
 		{name: "invalid input is caught before sending", args: []string{"machines", "create", `["n1"]`},
 			wantCode: 1, wantErr: "ironcast: read input: want an object, got a list\n"},
 	}
