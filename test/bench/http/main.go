@@ -15,6 +15,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 
@@ -50,7 +51,18 @@ func run() error {
 	listen := flag.String("listen", "127.0.0.1:0", "address to serve on")
 	root := flag.String("root", "", "boot root with real files")
 	n := flag.Int("machines", 1000, "synthetic machines 52:54:00:00:XX:YY with rendered /<mac>.ipxe")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile here until exit")
 	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 
 	eng := templates.NewEngine()
 	if err := eng.Set("ipxe-discovery", ipxeScript); err != nil {

@@ -42,7 +42,6 @@ cleanup() {
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
-[[ -n ${HTTPBENCH_DEBUG:-} ]] && trap - EXIT
 
 freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
