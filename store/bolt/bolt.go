@@ -100,7 +100,11 @@ func Open(path string, opts *Options) (*Store, error) {
 	if err := checkFile(path); err != nil {
 		return nil, fmt.Errorf("open bolt store %s: %w", path, err)
 	}
-	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: timeout, NoSync: opts.NoSync})
+	var db *bbolt.DB
+	err := guard(func() (err error) {
+		db, err = bbolt.Open(path, 0o600, &bbolt.Options{Timeout: timeout, NoSync: opts.NoSync})
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("open bolt store %s: %w", path, openError(err))
 	}
@@ -109,10 +113,12 @@ func Open(path string, opts *Options) (*Store, error) {
 		db.MaxBatchDelay = opts.MaxBatchDelay
 	}
 	var rev int64
-	if err := db.Update(func(tx *bbolt.Tx) error {
-		var err error
-		rev, err = initMeta(tx)
-		return err
+	if err := guard(func() error {
+		return db.Update(func(tx *bbolt.Tx) error {
+			var err error
+			rev, err = initMeta(tx)
+			return err
+		})
 	}); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("open bolt store %s: %w", path, err)
@@ -125,6 +131,18 @@ func Open(path string, opts *Options) (*Store, error) {
 	s.hub = newHub(rev, buf, s.log)
 	s.log.Debug("store opened", "revision", rev)
 	return s, nil
+}
+
+// guard turns a bbolt panic on a damaged page into an error. A panic in
+// bbolt.Open leaks that open's file descriptor (and its lock): the caller
+// is expected to report the damage and stop, not retry in a loop.
+func guard(fn func() error) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("not a bolt database or corrupted: %v", p)
+		}
+	}()
+	return fn()
 }
 
 // openError explains the bbolt errors a bad file gives.

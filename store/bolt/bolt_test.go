@@ -149,6 +149,12 @@ func TestBadFiles(t *testing.T) {
 			corrupt[off+i] ^= 0xff
 		}
 	}
+	// Keep both meta pages but overwrite every other page: the meta
+	// checksums pass and the pages they point at are garbage.
+	garbage := bytes.Clone(snap.Bytes())
+	for i := 2 * pageSize; i < len(garbage); i++ {
+		garbage[i] = 0xab
+	}
 	tests := []struct {
 		name     string
 		content  []byte
@@ -158,6 +164,7 @@ func TestBadFiles(t *testing.T) {
 		{name: "text file", content: bytes.Repeat([]byte("not a database\n"), 2000), wantOpen: "not a bolt database or corrupted", wantRest: "not a bolt database or corrupted"},
 		{name: "short file", content: []byte("hello"), wantOpen: "not a bolt database or corrupted", wantRest: "not a bolt database or corrupted"},
 		{name: "corrupted meta pages", content: corrupt, wantOpen: "not a bolt database or corrupted", wantRest: "not a bolt database or corrupted"},
+		{name: "garbage data pages", content: garbage, wantOpen: "corrupted", wantRest: "corrupted"},
 		{name: "truncated snapshot", content: snap.Bytes()[:len(snap.Bytes())/2], wantOpen: "truncated", wantRest: "truncated"},
 		{name: "other application's bolt file", content: foreignBytes, wantOpen: "not an ironcast store", wantRest: "not an ironcast store"},
 		{name: "empty file", content: nil, wantOpen: "", wantRest: "empty file"},

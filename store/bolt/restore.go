@@ -76,26 +76,33 @@ func Verify(path string) error {
 	if err := checkFile(path); err != nil {
 		return err
 	}
-	db, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true, Timeout: defaultTimeout})
+	var db *bbolt.DB
+	err = guard(func() (err error) {
+		db, err = bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true, Timeout: defaultTimeout})
+		return err
+	})
 	if err != nil {
 		return openError(err)
 	}
 	defer db.Close()
-	return db.View(func(tx *bbolt.Tx) error {
-		for cerr := range tx.Check() {
-			err = errors.Join(err, cerr)
+	return guard(func() error { return db.View(verifyTx) })
+}
+
+// verifyTx runs bbolt's consistency check, then looks for the meta bucket.
+func verifyTx(tx *bbolt.Tx) (err error) {
+	for cerr := range tx.Check() {
+		err = errors.Join(err, cerr)
+	}
+	if err != nil {
+		return fmt.Errorf("corrupted: consistency check: %w", err)
+	}
+	if err := checkMeta(tx); err != nil {
+		if errors.Is(err, errNoMeta) {
+			return errors.New("not an ironcast store: no meta bucket")
 		}
-		if err != nil {
-			return fmt.Errorf("consistency check: %w", err)
-		}
-		if err := checkMeta(tx); err != nil {
-			if errors.Is(err, errNoMeta) {
-				return errors.New("not an ironcast store: no meta bucket")
-			}
-			return err
-		}
-		return nil
-	})
+		return err
+	}
+	return nil
 }
 
 func syncDir(dir string) error {
