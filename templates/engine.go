@@ -177,6 +177,25 @@ func (e *ParseError) Error() string {
 	return fmt.Sprintf("template %s:%d:%d: %s", e.ID, e.Line, e.Column, e.Message)
 }
 
+// Unwrap presents a ParseError as a *model.ValidationError of the field
+// "Contents", so the API answers 422 with the position in the message.
+func (e *ParseError) Unwrap() error {
+	return &model.ValidationError{Field: "Contents", Message: fmt.Sprintf("line %d, column %d: %s", e.Line, e.Column, e.Message)}
+}
+
+// Check reports whether contents would be accepted by Set(id, contents)
+// (it parses, and its {{define}} blocks clash with no other template)
+// without storing it. The API calls it before saving a template.
+func (e *Engine) Check(id, contents string) error {
+	trees, err := e.prepare(id, contents)
+	if err != nil {
+		return err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.conflicts(id, trees)
+}
+
 // Set parses contents and stores it under id, replacing any template with
 // that ID. A template that does not parse is refused with a *ParseError and
 // leaves the engine unchanged. {{define "name"}} blocks inside contents
@@ -184,12 +203,36 @@ func (e *ParseError) Error() string {
 // a name that is another template's ID, or that another template defines,
 // is refused with an error wrapping model.ErrConflict.
 func (e *Engine) Set(id, contents string) error {
+	trees, err := e.prepare(id, contents)
+	if err != nil {
+		return err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if err := e.conflicts(id, trees); err != nil {
+		return err
+	}
+	if old := e.entries[id]; old != nil {
+		for name := range old.trees {
+			delete(e.owners, name)
+		}
+	}
+	e.entries[id] = &entry{text: contents, trees: trees}
+	for name := range trees {
+		e.owners[name] = id
+	}
+	e.cur.Store(e.build())
+	return nil
+}
+
+// prepare parses contents into the trees it defines.
+func (e *Engine) prepare(id, contents string) (map[string]*parse.Tree, error) {
 	if id == "" {
-		return model.Invalid("ID", "is required")
+		return nil, model.Invalid("ID", "is required")
 	}
 	t, err := e.parse(id, contents)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	trees := map[string]*parse.Tree{}
 	for _, tt := range t.Templates() {
@@ -202,9 +245,12 @@ func (e *Engine) Set(id, contents string) error {
 		// ID exists and renders to nothing.
 		trees[id] = &parse.Tree{Name: id, ParseName: id, Root: &parse.ListNode{NodeType: parse.NodeList}}
 	}
+	return trees, nil
+}
 
-	e.mu.Lock()
-	defer e.mu.Unlock()
+// conflicts checks that the names of trees belong to no other
+// template. Called with mu held.
+func (e *Engine) conflicts(id string, trees map[string]*parse.Tree) error {
 	for name := range trees {
 		if owner, ok := e.owners[name]; ok && owner != id {
 			if name == owner {
@@ -213,16 +259,6 @@ func (e *Engine) Set(id, contents string) error {
 			return fmt.Errorf("template %s defines %q: already defined by template %s: %w", id, name, owner, model.ErrConflict)
 		}
 	}
-	if old := e.entries[id]; old != nil {
-		for name := range old.trees {
-			delete(e.owners, name)
-		}
-	}
-	e.entries[id] = &entry{text: contents, trees: trees}
-	for name := range trees {
-		e.owners[name] = id
-	}
-	e.cur.Store(e.build())
 	return nil
 }
 

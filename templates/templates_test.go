@@ -279,6 +279,13 @@ func TestParseErrors(t *testing.T) {
 			if e.Has("t") {
 				t.Errorf("a template that does not parse was stored")
 			}
+			var ve *model.ValidationError
+			if !errors.As(err, &ve) || ve.Field != "Contents" || !strings.Contains(ve.Message, fmt.Sprintf("line %d, column %d", tc.want.Line, tc.want.Column)) {
+				t.Errorf("parse error as a validation error: %+v", ve)
+			}
+			if cerr := e.Check("t", tc.text); cerr == nil || cerr.Error() != err.Error() {
+				t.Errorf("Check = %v, want the same error as Set (%v)", cerr, err)
+			}
 		})
 	}
 }
@@ -363,6 +370,15 @@ func TestDefineConflicts(t *testing.T) {
 				t.Errorf("Set(%s) = %v, want ErrConflict", tc.id, err)
 			}
 		})
+	}
+	if err := e.Check("c", `{{define "a"}}hijack{{end}}`); !errors.Is(err, model.ErrConflict) {
+		t.Errorf("Check = %v, want ErrConflict", err)
+	}
+	if err := e.Check("c", `{{define "c-part"}}fine{{end}}`); err != nil {
+		t.Errorf("Check of a good template = %v", err)
+	}
+	if e.Has("c") {
+		t.Errorf("Check stored the template")
 	}
 	got, _ := e.Render("a", nil)
 	if string(got) != "A" {
