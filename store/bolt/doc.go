@@ -29,6 +29,13 @@
 // failed precondition (ErrExists, ErrConflict) is reported without aborting
 // the other writes of the batch.
 //
+// # Reads
+//
+// Get, Lookup, Count and List run in bbolt read transactions and never wait
+// for writers. List holds its transaction while it calls fn: bbolt writers
+// that must grow the file's memory mapping wait until it ends, so fn should
+// not be slow (decode, don't do I/O).
+//
 // # Watch
 //
 // Watchers are fed in process, after commit, in revision order. Each watcher

@@ -9,8 +9,9 @@ import (
 	"github.com/ironcast/ironcast/store"
 )
 
-// Watch implements store.Store. Events committed after the call are
-// delivered in revision order on a channel buffered to Options.WatchBuffer.
+// Watch implements store.Store. Events delivered after the watcher is
+// registered (a write committing while Watch runs may or may not be among
+// them) arrive in revision order on a channel buffered to Options.WatchBuffer.
 // The channel is closed when ctx ends, when the store is closed, or when
 // the watcher's buffer is full as an event arrives (it fell behind). Each
 // watcher gets its own copy of Event.Value.
