@@ -1,8 +1,6 @@
 package cli
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,10 +11,8 @@ import (
 	"github.com/ironcast/ironcast/daemon"
 )
 
-// daemonRun stands in for daemon.Run until it lands.
-var daemonRun = func(context.Context, daemon.Config) error {
-	return errors.New("serve is not available in this build: daemon.Run is missing")
-}
+// daemonRun runs the server; tests replace it.
+var daemonRun = daemon.Run
 
 var (
 	logLevels  = map[string]slog.Level{"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError}
