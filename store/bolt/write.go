@@ -29,6 +29,9 @@ func (s *Store) Put(ctx context.Context, kind, key string, value []byte, want in
 	if want < store.AnyRevision {
 		return 0, model.Invalid("revision", "%d is not a revision", want)
 	}
+	if len(value) > bbolt.MaxValueSize-revisionLen {
+		return 0, model.Invalid("value", "is %d bytes, more than %d", len(value), bbolt.MaxValueSize-revisionLen)
+	}
 	idx, err := normIndexes(indexes)
 	if err != nil {
 		return 0, err
