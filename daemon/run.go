@@ -90,7 +90,7 @@ func Run(ctx context.Context, cfg Config) error {
 	tokens := &tokenIssuer{}
 	svc, err := provision.New(provision.Config{
 		Store: instrumented, Sealer: sealer, Catalog: catalog, Tokens: tokens, Notifier: bus,
-		HTTPPort: cfg.HTTPPort, APIPort: cfg.APIPort, Logger: log.With("component", "provision"),
+		HTTPPort: cfg.HTTPPort, APIPort: cfg.APIPort, BootRoot: bootRoot, Logger: log.With("component", "provision"),
 	})
 	if err != nil {
 		return err

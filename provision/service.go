@@ -47,6 +47,9 @@ type Config struct {
 	// UnknownBootEnv is booted by machines ironcast does not know
 	// (default "discovery").
 	UnknownBootEnv string
+	// BootRoot is the directory boot files are served from; bootenvs
+	// report which of their files it lacks. Empty: not checked.
+	BootRoot string
 	Logger         *slog.Logger
 }
 
@@ -64,6 +67,8 @@ type Service struct {
 	httpPort       int
 	apiPort        int
 	unknownBootEnv string
+	bootRoot       string
+	sums           fileSums
 }
 
 // New returns a Service. Store and Sealer are required.
@@ -88,6 +93,7 @@ func New(cfg Config) (*Service, error) {
 		notify: cfg.Notifier, engine: templates.NewEngine(), log: cfg.Logger,
 		schemas: newSchemaCache(), firmware: newFirmwareCache(4096),
 		httpPort: cfg.HTTPPort, apiPort: cfg.APIPort, unknownBootEnv: cfg.UnknownBootEnv,
+		bootRoot: cfg.BootRoot,
 	}
 	if s.catalog != nil {
 		for _, t := range s.catalog.Templates() {
@@ -250,6 +256,11 @@ func (s *Service) List(ctx context.Context, kind string) ([]model.Object, error)
 	if added {
 		sort.Slice(out, func(i, j int) bool { return out[i].Key() < out[j].Key() })
 	}
+	for _, o := range out {
+		if be, ok := o.(*model.BootEnv); ok {
+			s.checkAvailable(be)
+		}
+	}
 	return out, nil
 }
 
@@ -261,13 +272,20 @@ func (s *Service) Get(ctx context.Context, kind, key string) (model.Object, erro
 	e, err := s.st.Get(ctx, kind, key)
 	if errors.Is(err, model.ErrNotFound) {
 		if b := s.builtin(kind, key); b != nil {
+			if be, ok := b.(*model.BootEnv); ok {
+				s.checkAvailable(be)
+			}
 			return b, nil
 		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("get %s %q: %w", kind, key, err)
 	}
-	return decode(kind, e)
+	obj, err := decode(kind, e)
+	if be, ok := obj.(*model.BootEnv); ok {
+		s.checkAvailable(be)
+	}
+	return obj, err
 }
 
 func decode(kind string, e store.Entry) (model.Object, error) {
@@ -373,6 +391,9 @@ func (s *Service) prepare(ctx context.Context, obj model.Object, old model.Objec
 	case *model.Machine:
 		if om, ok := old.(*model.Machine); ok && om.Locked && o.Locked {
 			return fmt.Errorf("machine %s is locked; unlock it first (Locked: false): %w", o.UUID, model.ErrReadOnly)
+		}
+		if o.BootEnv == "" {
+			o.BootEnv = s.unknownBootEnv
 		}
 		errs = append(errs, s.checkRefs(ctx, o.BootEnv, o.Profiles, o.Pool)...)
 		p, err := s.checkParams(ctx, "Params", o.Params)
