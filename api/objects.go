@@ -35,6 +35,9 @@ func (s *Server) kindRoutes(k kindHandlers) chi.Router {
 	r := chi.NewRouter()
 	r.Get("/", bind(k.list))
 	r.Post("/", bind(k.create))
+	if k.kind == model.KindMachines {
+		s.lifecycleKindRoutes(r)
+	}
 	r.Route("/{key}", func(r chi.Router) {
 		r.Get("/", bind(k.get))
 		r.Head("/", bind(k.head))
@@ -43,6 +46,7 @@ func (s *Server) kindRoutes(k kindHandlers) chi.Router {
 		r.Delete("/", bind(k.delete))
 		if k.kind == model.KindMachines {
 			s.paramRoutes(r)
+			s.lifecycleRoutes(r)
 		}
 	})
 	return r

@@ -36,6 +36,9 @@ type Info struct {
 // Config wires a Server. Backend and Auth are required.
 type Config struct {
 	Backend Backend
+	// Lifecycle serves registration, actions, callbacks, timelines,
+	// metadata, explain and render; nil leaves those routes out.
+	Lifecycle Lifecycle
 	Auth    *auth.Authenticator
 	// Bus feeds /api/v1/events; nil means a stream that only keeps alive.
 	Bus *events.Bus
@@ -59,6 +62,7 @@ type Config struct {
 // Server is the API. It is safe for concurrent use.
 type Server struct {
 	backend     Backend
+	lifecycle   Lifecycle
 	auth        *auth.Authenticator
 	bus         *events.Bus
 	info        func() Info
@@ -79,7 +83,7 @@ func New(cfg Config) *Server {
 		panic("api.New: Backend and Auth are required")
 	}
 	s := &Server{
-		backend: cfg.Backend, auth: cfg.Auth, bus: cfg.Bus, info: cfg.Info,
+		backend: cfg.Backend, lifecycle: cfg.Lifecycle, auth: cfg.Auth, bus: cfg.Bus, info: cfg.Info,
 		log: cfg.Logger, version: cfg.Version, keepAlive: cfg.KeepAlive,
 		metricsAuth: cfg.MetricsAuth,
 	}

@@ -46,7 +46,7 @@ type apiDeps struct {
 	log       *slog.Logger
 	version   string
 	info      info
-	timelines *provision.Timelines
+	timelines *provision.Timelines // fed by Run; read through svc
 }
 
 func newAPIHandler(d apiDeps) (http.Handler, error) {
@@ -55,6 +55,7 @@ func newAPIHandler(d apiDeps) (http.Handler, error) {
 	}
 	s := api.New(api.Config{
 		Backend:    d.svc,
+		Lifecycle:  d.svc,
 		Auth:       d.auth,
 		Bus:        d.bus,
 		Info:       d.info.api,

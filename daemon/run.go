@@ -127,7 +127,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer src.Close()
-	tl := svc.NewTimelines(200, 20000)
+	tl := svc.Timelines()
 	tlSub := bus.Subscribe(4096, nil)
 	defer tlSub.Close()
 	served := fileObserver(bus)

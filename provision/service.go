@@ -69,6 +69,7 @@ type Service struct {
 	unknownBootEnv string
 	bootRoot       string
 	sums           fileSums
+	timelines      *Timelines
 }
 
 // New returns a Service. Store and Sealer are required.
@@ -95,6 +96,7 @@ func New(cfg Config) (*Service, error) {
 		httpPort: cfg.HTTPPort, apiPort: cfg.APIPort, unknownBootEnv: cfg.UnknownBootEnv,
 		bootRoot: cfg.BootRoot,
 	}
+	s.timelines = newTimelines(s, TimelineEntries, TimelineMachines)
 	if s.catalog != nil {
 		for _, t := range s.catalog.Templates() {
 			if err := s.engine.Set(t.ID, t.Contents); err != nil {

@@ -37,10 +37,22 @@ type Timelines struct {
 	order []string // keys by first use, for eviction
 }
 
-// NewTimelines returns timelines holding perKey entries per machine (or
-// MAC) and at most maxKeys machines.
-func (s *Service) NewTimelines(perKey, maxKeys int) *Timelines {
+// Timeline sizes: entries kept per machine (or MAC), and machines kept.
+const (
+	TimelineEntries  = 200
+	TimelineMachines = 20000
+)
+
+func newTimelines(s *Service, perKey, maxKeys int) *Timelines {
 	return &Timelines{svc: s, perKey: perKey, maxKeys: maxKeys, byKey: map[string][]TimelineEntry{}}
+}
+
+// Timelines returns the service's machine timelines; feed them with Run.
+func (s *Service) Timelines() *Timelines { return s.timelines }
+
+// Timeline returns a machine's timeline, oldest first.
+func (s *Service) Timeline(ctx context.Context, uuid string) ([]TimelineEntry, error) {
+	return s.timelines.Get(ctx, uuid)
 }
 
 // timelineTypes are the event types that go into timelines.
@@ -60,6 +72,8 @@ func (tl *Timelines) Record(ctx context.Context, ev model.Event) {
 		key = ev.Key
 	} else if mac, _ := ev.Attrs["mac"].(string); mac != "" {
 		key = strings.ToLower(mac)
+	} else if p, _ := ev.Attrs["path"].(string); p != "" && pathKey(p) != "" {
+		key = pathKey(p)
 	} else if client, _ := ev.Attrs["client"].(string); client != "" {
 		if ap, err := netip.ParseAddrPort(client); err == nil {
 			key = tl.svc.macForAddr(ctx, ap.Addr())
@@ -125,6 +139,35 @@ func (tl *Timelines) Run(ctx context.Context, events <-chan model.Event) {
 			tl.Record(ctx, ev)
 		}
 	}
+}
+
+// pathKey returns the MAC or machine UUID a boot path names
+// (<mac>.ipxe, pxelinux.cfg/01-<mac>, grub/grub.cfg-01-<mac>,
+// machines/<uuid>/...), or "".
+func pathKey(p string) string {
+	p = strings.TrimPrefix(p, "/")
+	var name string
+	switch {
+	case strings.HasSuffix(p, ".ipxe") && !strings.Contains(p, "/"):
+		name = strings.TrimSuffix(p, ".ipxe")
+	case strings.HasPrefix(p, "pxelinux.cfg/01-"):
+		name = strings.TrimPrefix(p, "pxelinux.cfg/01-")
+	case strings.HasPrefix(p, "grub/grub.cfg-"):
+		name = strings.TrimPrefix(strings.TrimPrefix(p, "grub/grub.cfg-"), "01-")
+	case strings.HasPrefix(p, "machines/"):
+		uuid, _, _ := strings.Cut(strings.TrimPrefix(p, "machines/"), "/")
+		if model.ValidUUID(uuid) {
+			return uuid
+		}
+		return ""
+	default:
+		return ""
+	}
+	mac, err := parseMAC(name)
+	if err != nil {
+		return ""
+	}
+	return mac
 }
 
 // macForAddr finds the MAC behind an IPv4 address: the machine at that

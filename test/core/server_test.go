@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -159,6 +160,13 @@ func (s *server) password() string {
 		s.t.Fatal(err)
 	}
 	return strings.TrimSpace(string(b))
+}
+
+// httpsClient trusts the server's certificate.
+func (s *server) httpsClient() *http.Client {
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(s.caPEM())
+	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 }
 
 // caPEM returns the server's generated certificate.
