@@ -39,7 +39,7 @@ type Config struct {
 	// Lifecycle serves registration, actions, callbacks, timelines,
 	// metadata, explain and render; nil leaves those routes out.
 	Lifecycle Lifecycle
-	Auth    *auth.Authenticator
+	Auth      *auth.Authenticator
 	// Bus feeds /api/v1/events; nil means a stream that only keeps alive.
 	Bus *events.Bus
 	// Info describes the server (nil: just the version).

@@ -50,7 +50,7 @@ type Config struct {
 	// BootRoot is the directory boot files are served from; bootenvs
 	// report which of their files it lacks. Empty: not checked.
 	BootRoot string
-	Logger         *slog.Logger
+	Logger   *slog.Logger
 }
 
 // Service implements the provisioning use cases.
