@@ -1323,6 +1323,75 @@ const docTemplate = `{
                 }
             }
         },
+        "/machines/register": {
+            "post": {
+                "security": [
+                    {
+                        "Bearer": []
+                    }
+                ],
+                "description": "Creates the machine that owns any of the posted MACs, or updates it, records its inventory and moves it to ready. Needs a registration token (rendered into the discovery bootenv) or an operator token. Returns a token scoped to the machine.",
+                "consumes": [
+                    "application/json"
+                ],
+                "produces": [
+                    "application/json"
+                ],
+                "tags": [
+                    "machines"
+                ],
+                "summary": "Register a machine (discovery image)",
+                "parameters": [
+                    {
+                        "description": "MACs, arch and inventory",
+                        "name": "registration",
+                        "in": "body",
+                        "required": true,
+                        "schema": {
+                            "$ref": "#/definitions/provision.Registration"
+                        }
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "OK",
+                        "schema": {
+                            "$ref": "#/definitions/api.RegisterResponse"
+                        }
+                    },
+                    "400": {
+                        "description": "Bad Request",
+                        "schema": {
+                            "$ref": "#/definitions/api.ErrorResponse"
+                        }
+                    },
+                    "401": {
+                        "description": "Unauthorized",
+                        "schema": {
+                            "$ref": "#/definitions/api.ErrorResponse"
+                        }
+                    },
+                    "403": {
+                        "description": "Forbidden",
+                        "schema": {
+                            "$ref": "#/definitions/api.ErrorResponse"
+                        }
+                    },
+                    "409": {
+                        "description": "Conflict",
+                        "schema": {
+                            "$ref": "#/definitions/api.ErrorResponse"
+                        }
+                    },
+                    "422": {
+                        "description": "Unprocessable Entity",
+                        "schema": {
+                            "$ref": "#/definitions/api.ErrorResponse"
+                        }
+                    }
+                }
+            }
+        },
         "/machines/{uuid}": {
             "get": {
                 "security": [
@@ -1672,6 +1741,232 @@ const docTemplate = `{
                 }
             }
         },
+        "/machines/{uuid}/actions/{action}": {
+            "post": {
+                "security": [
+                    {
+                        "Bearer": []
+                    }
+                ],
+                "description": "provision (ready → provisioning, with BootEnv from the body or the machine's pool), release (running/installed/failed → releasing, booting wipe), reboot (no state change). An action not allowed in the machine's state is refused with 409 and the current state.",
+                "consumes": [
+                    "application/json"
+                ],
+                "produces": [
+                    "application/json"
+                ],
+                "tags": [
+                    "machines"
+                ],
+                "summary": "Provision, release or reboot a machine",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "description": "machine UUID",
+                        "name": "uuid",
+                        "in": "path",
+                        "required": true
+                    },
+                    {
+                        "type": "string",
+                        "description": "provision, release or reboot",
+                        "name": "action",
+                        "in": "path",
+                        "required": true
+                    },
+                    {
+                        "description": "BootEnv for provision",
+                        "name": "options",
+                        "in": "body",
+                        "schema": {
+                            "$ref": "#/definitions/provision.ActionOptions"
+                        }
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "OK",
+                        "schema": {
+                            "$ref": "#/definitions/model.Machine"
+                        }
+                    },
+                    "400": {
+                        "description": "Bad Request",
+                        "schema": {
+                            "$ref": "#/definitions/api.ErrorResponse"
+                        }
+                    },
+                    "404": {
+                        "description": "Not Found",
+                        "schema": {
+                            "$ref": "#/definitions/api.ErrorResponse"
+                        }
+                    },
+                    "409": {
+                        "description": "Conflict",
+                        "schema": {
+                            "$ref": "#/definitions/api.ErrorResponse"
+                        }
+                    },
+                    "422": {
+                        "description": "Unprocessable Entity",
+                        "schema": {
+                            "$ref": "#/definitions/api.ErrorResponse"
+                        }
+                    }
+                }
+            }
+        },
+        "/machines/{uuid}/callbacks/{event}": {
+            "post": {
+                "security": [
+                    {
+                        "Bearer": []
+                    }
+                ],
+                "description": "running, installed (switches the machine to the local bootenv), wiping, wiped (back to ready) or failed (with a Reason). Needs the machine's own token (rendered into its templates) or an operator token.",
+                "consumes": [
+                    "application/json"
+                ],
+                "produces": [
+                    "application/json"
+                ],
+                "tags": [
+                    "machines"
+                ],
+                "summary": "Report from the booted OS",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "description": "machine UUID",
+                        "name": "uuid",
+                        "in": "path",
+                        "required": true
+                    },
+                    {
+                        "type": "string",
+                        "description": "running, installed, wiping, wiped or failed",
+                        "name": "event",
+                        "in": "path",
+                        "required": true
+                    },
+                    {
+                        "description": "reason for failed",
+                        "name": "body",
+                        "in": "body",
+                        "schema": {
+                            "$ref": "#/definitions/api.CallbackRequest"
+                        }
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "OK",
+                        "schema": {
+                            "$ref": "#/definitions/model.Machine"
+                        }
+                    },
+                    "404": {
+                        "description": "Not Found",
+                        "schema": {
+                            "$ref": "#/definitions/api.ErrorResponse"
+                        }
+                    },
+                    "409": {
+                        "description": "Conflict",
+                        "schema": {
+                            "$ref": "#/definitions/api.ErrorResponse"
+                        }
+                    }
+                }
+            }
+        },
+        "/machines/{uuid}/explain": {
+            "get": {
+                "security": [
+                    {
+                        "Bearer": []
+                    }
+                ],
+                "description": "Its bootenv, every resolved param with where its value came from (machine, which profile, bootenv, global, default), the files it would be served and anything that would stop it booting.",
+                "produces": [
+                    "application/json"
+                ],
+                "tags": [
+                    "machines"
+                ],
+                "summary": "Explain a machine's boot",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "description": "machine UUID",
+                        "name": "uuid",
+                        "in": "path",
+                        "required": true
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "OK",
+                        "schema": {
+                            "$ref": "#/definitions/provision.Explanation"
+                        }
+                    },
+                    "404": {
+                        "description": "Not Found",
+                        "schema": {
+                            "$ref": "#/definitions/api.ErrorResponse"
+                        }
+                    }
+                }
+            }
+        },
+        "/machines/{uuid}/metadata": {
+            "get": {
+                "security": [
+                    {
+                        "Bearer": []
+                    }
+                ],
+                "description": "The JSON metadata a booted machine reads about itself, with its resolved params (secure ones in clear: only the machine's own token, admins and operators may read it).",
+                "produces": [
+                    "application/json"
+                ],
+                "tags": [
+                    "machines"
+                ],
+                "summary": "A machine's metadata",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "description": "machine UUID",
+                        "name": "uuid",
+                        "in": "path",
+                        "required": true
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "OK",
+                        "schema": {
+                            "$ref": "#/definitions/provision.MetadataDoc"
+                        }
+                    },
+                    "403": {
+                        "description": "Forbidden",
+                        "schema": {
+                            "$ref": "#/definitions/api.ErrorResponse"
+                        }
+                    },
+                    "404": {
+                        "description": "Not Found",
+                        "schema": {
+                            "$ref": "#/definitions/api.ErrorResponse"
+                        }
+                    }
+                }
+            }
+        },
         "/machines/{uuid}/params": {
             "get": {
                 "security": [
@@ -1877,6 +2172,102 @@ const docTemplate = `{
                     },
                     "409": {
                         "description": "Conflict",
+                        "schema": {
+                            "$ref": "#/definitions/api.ErrorResponse"
+                        }
+                    }
+                }
+            }
+        },
+        "/machines/{uuid}/render/{path}": {
+            "get": {
+                "security": [
+                    {
+                        "Bearer": []
+                    }
+                ],
+                "description": "What the machine would be served at PATH: ipxe, pxelinux, grub (its boot loader config), or a bootenv file such as preseed.cfg or user-data. A template that fails to render answers 422 with the error.",
+                "produces": [
+                    "text/plain"
+                ],
+                "tags": [
+                    "machines"
+                ],
+                "summary": "Render a machine's file",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "description": "machine UUID",
+                        "name": "uuid",
+                        "in": "path",
+                        "required": true
+                    },
+                    {
+                        "type": "string",
+                        "description": "ipxe, pxelinux, grub or a file path",
+                        "name": "path",
+                        "in": "path",
+                        "required": true
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "OK",
+                        "schema": {
+                            "type": "string"
+                        }
+                    },
+                    "404": {
+                        "description": "Not Found",
+                        "schema": {
+                            "$ref": "#/definitions/api.ErrorResponse"
+                        }
+                    },
+                    "422": {
+                        "description": "Unprocessable Entity",
+                        "schema": {
+                            "$ref": "#/definitions/api.ErrorResponse"
+                        }
+                    }
+                }
+            }
+        },
+        "/machines/{uuid}/timeline": {
+            "get": {
+                "security": [
+                    {
+                        "Bearer": []
+                    }
+                ],
+                "description": "DHCP offers and acks, files served over TFTP and HTTP (bytes, duration), templates rendered, transitions and callbacks, oldest first; the last 200.",
+                "produces": [
+                    "application/json"
+                ],
+                "tags": [
+                    "machines"
+                ],
+                "summary": "A machine's boot timeline",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "description": "machine UUID",
+                        "name": "uuid",
+                        "in": "path",
+                        "required": true
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "OK",
+                        "schema": {
+                            "type": "array",
+                            "items": {
+                                "$ref": "#/definitions/provision.TimelineEntry"
+                            }
+                        }
+                    },
+                    "404": {
+                        "description": "Not Found",
                         "schema": {
                             "$ref": "#/definitions/api.ErrorResponse"
                         }
@@ -5593,6 +5984,14 @@ const docTemplate = `{
         }
     },
     "definitions": {
+        "api.CallbackRequest": {
+            "type": "object",
+            "properties": {
+                "reason": {
+                    "type": "string"
+                }
+            }
+        },
         "api.ErrorResponse": {
             "type": "object",
             "properties": {
@@ -5645,6 +6044,21 @@ const docTemplate = `{
                     "type": "string"
                 },
                 "version": {
+                    "type": "string"
+                }
+            }
+        },
+        "api.RegisterResponse": {
+            "type": "object",
+            "properties": {
+                "machine": {
+                    "$ref": "#/definitions/model.Machine"
+                },
+                "token": {
+                    "description": "Token is scoped to the machine: its own record, params, metadata and\ncallbacks.",
+                    "type": "string"
+                },
+                "uuid": {
                     "type": "string"
                 }
             }
@@ -6112,6 +6526,19 @@ const docTemplate = `{
                 }
             }
         },
+        "model.ParamSource": {
+            "type": "object",
+            "properties": {
+                "kind": {
+                    "description": "Kind is \"machine\", \"profile\", \"bootenv\", \"global\" or \"default\".",
+                    "type": "string"
+                },
+                "name": {
+                    "description": "Name is the profile or bootenv name, empty for machine and default.",
+                    "type": "string"
+                }
+            }
+        },
         "model.Pool": {
             "type": "object",
             "properties": {
@@ -6215,6 +6642,21 @@ const docTemplate = `{
                     "description": "Token is the client's MAC address.",
                     "type": "string"
                 }
+            }
+        },
+        "model.ResolvedParam": {
+            "type": "object",
+            "properties": {
+                "name": {
+                    "type": "string"
+                },
+                "secure": {
+                    "type": "boolean"
+                },
+                "source": {
+                    "$ref": "#/definitions/model.ParamSource"
+                },
+                "value": {}
             }
         },
         "model.Role": {
@@ -6385,6 +6827,146 @@ const docTemplate = `{
                 },
                 "role": {
                     "$ref": "#/definitions/model.Role"
+                }
+            }
+        },
+        "provision.ActionOptions": {
+            "type": "object",
+            "properties": {
+                "bootEnv": {
+                    "description": "BootEnv to provision with; default: the machine's pool's BootEnv.",
+                    "type": "string"
+                },
+                "reason": {
+                    "description": "Reason is recorded for failed.",
+                    "type": "string"
+                }
+            }
+        },
+        "provision.ExplainedFile": {
+            "type": "object",
+            "properties": {
+                "error": {
+                    "type": "string"
+                },
+                "path": {
+                    "type": "string"
+                },
+                "source": {
+                    "type": "string"
+                }
+            }
+        },
+        "provision.Explanation": {
+            "type": "object",
+            "properties": {
+                "arch": {
+                    "type": "string"
+                },
+                "bootEnv": {
+                    "type": "string"
+                },
+                "files": {
+                    "description": "Files are the paths the machine would fetch, with how each is made:\n\"rendered from template T\", \"file in the boot root\", or a problem.",
+                    "type": "array",
+                    "items": {
+                        "$ref": "#/definitions/provision.ExplainedFile"
+                    }
+                },
+                "local": {
+                    "description": "Local is true when DHCP gives the machine no boot file.",
+                    "type": "boolean"
+                },
+                "name": {
+                    "type": "string"
+                },
+                "params": {
+                    "type": "array",
+                    "items": {
+                        "$ref": "#/definitions/model.ResolvedParam"
+                    }
+                },
+                "problems": {
+                    "description": "Problems lists what would stop the machine from booting.",
+                    "type": "array",
+                    "items": {
+                        "type": "string"
+                    }
+                },
+                "state": {
+                    "$ref": "#/definitions/model.MachineState"
+                },
+                "uuid": {
+                    "type": "string"
+                }
+            }
+        },
+        "provision.MetadataDoc": {
+            "type": "object",
+            "properties": {
+                "address": {
+                    "type": "string"
+                },
+                "arch": {
+                    "type": "string"
+                },
+                "bootEnv": {
+                    "type": "string"
+                },
+                "hardwareAddrs": {
+                    "type": "array",
+                    "items": {
+                        "type": "string"
+                    }
+                },
+                "name": {
+                    "type": "string"
+                },
+                "params": {
+                    "description": "Params are the machine's resolved params, secure ones decrypted:\nthe document is served only to the machine itself.",
+                    "type": "object",
+                    "additionalProperties": {}
+                },
+                "pool": {
+                    "type": "string"
+                },
+                "state": {
+                    "$ref": "#/definitions/model.MachineState"
+                },
+                "uuid": {
+                    "type": "string"
+                }
+            }
+        },
+        "provision.Registration": {
+            "type": "object",
+            "properties": {
+                "arch": {
+                    "type": "string"
+                },
+                "hardwareAddrs": {
+                    "type": "array",
+                    "items": {
+                        "type": "string"
+                    }
+                },
+                "inventory": {
+                    "$ref": "#/definitions/model.Inventory"
+                }
+            }
+        },
+        "provision.TimelineEntry": {
+            "type": "object",
+            "properties": {
+                "attrs": {
+                    "type": "object",
+                    "additionalProperties": {}
+                },
+                "time": {
+                    "type": "string"
+                },
+                "type": {
+                    "type": "string"
                 }
             }
         }
