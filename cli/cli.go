@@ -61,7 +61,7 @@ type app struct {
 }
 
 func newApp(in io.Reader, out, errOut io.Writer) *app {
-	return &app{in: in, out: out, errOut: errOut, serve: daemonRun}
+	return &app{in: in, out: out, errOut: errOut, serve: daemon.Run}
 }
 
 func (a *app) run(ctx context.Context, args []string) int {

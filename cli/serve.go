@@ -11,9 +11,6 @@ import (
 	"github.com/ironcast/ironcast/daemon"
 )
 
-// daemonRun runs the server; tests replace it.
-var daemonRun = daemon.Run
-
 var (
 	logLevels  = map[string]slog.Level{"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError}
 	logFormats = []string{"text", "json"}
