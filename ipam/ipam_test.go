@@ -338,4 +338,6 @@ func TestConcurrentClientsGetDistinctAddresses(t *testing.T) {
 	}
 }
 
-func hex2(v int) string { return string([]byte{"0123456789abcdef"[v>>4&0xf], "0123456789abcdef"[v&0xf]}) }
+func hex2(v int) string {
+	return string([]byte{"0123456789abcdef"[v>>4&0xf], "0123456789abcdef"[v&0xf]})
+}
