@@ -177,6 +177,7 @@ func TestServeAndCLI(t *testing.T) {
 			wantCode: 1, wantErr: []string{"Arch", "sparc", "(422 Unprocessable Entity)"}},
 		{name: "invalid JSON never reaches the server", args: []string{"machines", "create", `{"Name":`}, wantCode: 1, wantErr: []string{"read input: invalid JSON"}},
 		{name: "nothing was stored by the failures", args: []string{"machines", "list", "-o", "json"}, wantOut: []string{`"n4"`}},
+		{name: "create with just a name", args: []string{"profiles", "create", "rack-1"}, wantOut: []string{`"Name": "rack-1"`}},
 		{name: "a param with a schema", args: []string{"params", "create", `{"Name":"ntp-servers","Schema":{"type":"array","items":{"type":"string"}}}`}, wantOut: []string{`"ntp-servers"`}},
 		{name: "set a param", args: []string{"machines", "set", "Name:n1", "param", "ntp-servers", "to", `["10.0.0.1"]`}, wantOut: []string{`"ntp-servers"`, `"10.0.0.1"`}},
 		{name: "set a param a string", args: []string{"machines", "set", "Name:n1", "param", "hostname", "to", "web-1"}, wantOut: []string{`"hostname": "web-1"`}},

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"reflect"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -33,12 +34,9 @@ func keyHelp(kind string) string {
 
 // keyDoc explains how commands name one object of kind.
 func keyDoc(kind string) string {
-	keyField := map[string]string{
-		model.KindMachines: "UUID", model.KindTemplates: "ID",
-		model.KindReservations: "Addr", model.KindLeases: "Addr",
-	}[kind]
-	if keyField == "" {
-		keyField = "Name"
+	keyField := nameField(kind)
+	if kind == model.KindMachines {
+		keyField = "UUID"
 	}
 	doc := fmt.Sprintf("An object is named by its %s, or by Field:value for a field that identifies it", keyField)
 	if kind == model.KindMachines {
@@ -46,6 +44,22 @@ func keyDoc(kind string) string {
 	}
 	return doc + "."
 }
+
+// nameField is the field `create NAME` fills: the key field, except for
+// machines, whose key (a UUID) the server generates.
+func nameField(kind string) string {
+	switch kind {
+	case model.KindTemplates:
+		return "ID"
+	case model.KindReservations, model.KindLeases:
+		return "Addr"
+	}
+	return "Name"
+}
+
+// bareName matches a word that can only be a name, never a JSON or YAML
+// object, for `create NAME`.
+var bareName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
 
 // notFoundError is a lookup that matched nothing; `exists` turns it into a
 // quiet exit 1.
@@ -255,13 +269,19 @@ func inputFlag(cmd *cobra.Command, file *string) {
 func (a *app) createCmd(kind string) *cobra.Command {
 	var file string
 	cmd := &cobra.Command{
-		Use:   "create [JSON|YAML|@FILE|-]",
-		Short: "Create a " + singular(kind) + " from JSON or YAML",
-		Example: fmt.Sprintf("  ironcast %s create '{\"Name\":\"n1\"}'\n  ironcast %s create @%s.yaml\n  ironcast %s create - < %s.json",
-			kind, kind, singular(kind), kind, singular(kind)),
+		Use:   "create [JSON|YAML|@FILE|-|NAME]",
+		Short: "Create a " + singular(kind) + " from JSON or YAML, or with just its " + nameField(kind),
+		Example: fmt.Sprintf("  ironcast %s create '{\"%s\":\"x1\"}'\n  ironcast %s create @%s.yaml\n  ironcast %s create - < %s.json\n  ironcast %s create x1",
+			kind, nameField(kind), kind, singular(kind), kind, singular(kind), kind),
 		Args: rangeArgs(0, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			obj, err := a.document(args, 0, file, parseObject)
+			var obj json.RawMessage
+			var err error
+			if len(args) == 1 && file == "" && bareName.MatchString(args[0]) {
+				obj, err = json.Marshal(map[string]string{nameField(kind): args[0]})
+			} else {
+				obj, err = a.document(args, 0, file, parseObject)
+			}
 			if err != nil {
 				return err
 			}

@@ -32,6 +32,12 @@ func TestWire(t *testing.T) {
 			wantOut: `"UUID": "00000000-0000-4000-8000-000000000001"`,
 		},
 		{
+			name:    "create with just a name",
+			args:    []string{"machines", "create", "n2"},
+			want:    []string{"POST /api/v1/users/admin/token", `POST /api/v1/machines application/json {"Name":"n2"}`},
+			wantOut: `"Name": "n2"`,
+		},
+		{
 			name:    "show by Name: resolves with a list filter",
 			args:    []string{"machines", "show", "Name:n1"},
 			want:    []string{"POST /api/v1/users/admin/token", "GET /api/v1/machines?Name=n1&limit=2", "GET /api/v1/machines/00000000-0000-4000-8000-000000000001"},
