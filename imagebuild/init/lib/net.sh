@@ -65,7 +65,7 @@ network_up() {
 # nic_driver NIC prints the name of the NIC's kernel driver.
 nic_driver() {
 	drv=""
-	if [ -e "${SYSFS:-/sys}/class/net/$1/device/driver" ]; then
+	if [ -L "${SYSFS:-/sys}/class/net/$1/device/driver" ]; then
 		drv=$(readlink "${SYSFS:-/sys}/class/net/$1/device/driver")
 		drv=${drv##*/}
 	fi
