@@ -10,7 +10,6 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
 
 	"github.com/ironcast/ironcast/clientcfg"
 	"github.com/ironcast/ironcast/daemon"
@@ -198,11 +197,4 @@ func (a *app) versionCmd() *cobra.Command {
 			return err
 		},
 	}
-}
-
-// flagChanged reports whether the persistent flag name was set on the
-// command line.
-func flagChanged(fs *pflag.FlagSet, name string) bool {
-	f := fs.Lookup(name)
-	return f != nil && f.Changed
 }

@@ -23,7 +23,7 @@ func usageErrorf(format string, args ...any) error {
 	return &usageError{err: fmt.Errorf(format, args...)}
 }
 
-// silentError ends the command with exitError and prints nothing, as
+// errSilent ends the command with exitError and prints nothing, as
 // `exists` does for a missing object.
 var errSilent = errors.New("silent failure")
 

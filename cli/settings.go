@@ -142,7 +142,7 @@ func readPasswordFile(path string) (string, error) {
 func (a *app) resolveConn(flags *pflag.FlagSet) (conn, error) {
 	c := a.flags
 	c.From = "--endpoint"
-	if flagChanged(flags, "insecure") {
+	if f := flags.Lookup("insecure"); f != nil && f.Changed {
 		v := a.insecure
 		c.Insecure = &v
 	}
