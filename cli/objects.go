@@ -123,19 +123,15 @@ func resolveKey(cmd *cobra.Command, c *client.Client, kind, key string) (string,
 	if !ok {
 		return key, nil
 	}
-	items, _, err := c.List(cmd.Context(), kind, url.Values{field: {value}, "limit": {"2"}})
+	objs, _, err := c.ListObjects(cmd.Context(), kind, url.Values{field: {value}, "limit": {"2"}})
 	if err != nil {
 		return "", fmt.Errorf("look up %s %s: %w", singular(kind), key, err)
 	}
-	switch len(items) {
+	switch len(objs) {
 	case 0:
 		return "", &notFoundError{msg: fmt.Sprintf("no %s has %s %q", singular(kind), field, value)}
 	case 1:
-		obj := model.New(kind)
-		if err := json.Unmarshal(items[0], obj); err != nil {
-			return "", fmt.Errorf("decode %s: %w", singular(kind), err)
-		}
-		return obj.Key(), nil
+		return objs[0].Key(), nil
 	}
 	return "", fmt.Errorf("%s %q matches more than one %s: use the key", field, value, singular(kind))
 }
@@ -164,14 +160,13 @@ func (a *app) completeKeys(kind string) cobra.CompletionFunc {
 		if err != nil {
 			return nil, cobra.ShellCompDirectiveNoFileComp
 		}
-		items, _, err := c.List(cmd.Context(), kind, nil)
+		objs, _, err := c.ListObjects(cmd.Context(), kind, nil)
 		if err != nil {
 			return nil, cobra.ShellCompDirectiveNoFileComp
 		}
 		var keys []string
-		for _, raw := range items {
-			obj := model.New(kind)
-			if json.Unmarshal(raw, obj) == nil && strings.HasPrefix(obj.Key(), toComplete) {
+		for _, obj := range objs {
+			if strings.HasPrefix(obj.Key(), toComplete) {
 				keys = append(keys, obj.Key())
 			}
 		}

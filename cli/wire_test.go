@@ -116,6 +116,8 @@ func TestWireErrors(t *testing.T) {
 		{name: "exists is quiet when missing", args: []string{"machines", "exists", "nope"}, wantCode: 1},
 		{name: "exists is quiet when a Name: lookup finds nothing", args: []string{"machines", "exists", "Name:zz"}, wantCode: 1},
 		{name: "exists", args: []string{"machines", "exists", "Name:n1"}, wantCode: 0},
+		{name: "a Name: key matching two machines", args: []string{"machines", "show", "Name:twin"},
+			wantCode: 1, wantErr: "ironcast: Name \"twin\" matches more than one machine: use the key\n"},
 		{name: "wrong token", args: []string{"--token", "bogus", "machines", "list"},
 			wantCode: 1, wantErr: "ironcast: list machines: authentication required (401 Unauthorized)\n"},
 		// Another endpoint than the local server's: its CA is not used.
@@ -128,6 +130,9 @@ func TestWireErrors(t *testing.T) {
 	}
 	// The first case seeds a machine named n1 so that creating it again conflicts.
 	f.machines["00000000-0000-4000-8000-000000000001"] = map[string]any{"UUID": "00000000-0000-4000-8000-000000000001", "Name": "n1"}
+	// The real server keeps names unique; the fake lets a lookup find two.
+	f.machines["00000000-0000-4000-8000-00000000000a"] = map[string]any{"UUID": "00000000-0000-4000-8000-00000000000a", "Name": "twin"}
+	f.machines["00000000-0000-4000-8000-00000000000b"] = map[string]any{"UUID": "00000000-0000-4000-8000-00000000000b", "Name": "twin"}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			if tt.setup != nil {
