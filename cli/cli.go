@@ -161,17 +161,27 @@ func group(use, short string) *cobra.Command {
 func exactArgs(n int) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
 		if len(args) != n {
-			return usageErrorf("%s takes %d argument(s), got %d (usage: %s)", cmd.CommandPath(), n, len(args), cmd.UseLine())
+			return usageErrorf("%s: want %d argument(s), got %d (usage: %s)", subPath(cmd), n, len(args), cmd.UseLine())
 		}
 		return nil
 	}
+}
+
+// subPath is the command path without the program name, for messages
+// that "ironcast: " already starts.
+func subPath(cmd *cobra.Command) string {
+	p := cmd.CommandPath()
+	if i := strings.IndexByte(p, ' '); i >= 0 {
+		return p[i+1:]
+	}
+	return p
 }
 
 // rangeArgs is cobra.RangeArgs returning a usage error.
 func rangeArgs(lo, hi int) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
 		if len(args) < lo || len(args) > hi {
-			return usageErrorf("%s takes %d to %d arguments, got %d (usage: %s)", cmd.CommandPath(), lo, hi, len(args), cmd.UseLine())
+			return usageErrorf("%s: want %d to %d arguments, got %d (usage: %s)", subPath(cmd), lo, hi, len(args), cmd.UseLine())
 		}
 		return nil
 	}

@@ -29,7 +29,7 @@ func TestUsageAndExitCodes(t *testing.T) {
 		{name: "unknown command", args: []string{"machnies"}, wantCode: exitUsage, wantErr: `unknown command "machnies" for "ironcast"`},
 		{name: "unknown subcommand", args: []string{"machines", "lsit"}, wantCode: exitUsage, wantErr: `unknown command "lsit" for "ironcast machines"`},
 		{name: "unknown flag", args: []string{"machines", "list", "--colour"}, wantCode: exitUsage, wantErr: "unknown flag: --colour"},
-		{name: "missing argument", args: []string{"machines", "show"}, wantCode: exitUsage, wantErr: "takes 1 argument(s), got 0"},
+		{name: "missing argument", args: []string{"machines", "show"}, wantCode: exitUsage, wantErr: "machines show: want 1 argument(s), got 0"},
 		{name: "bad output format", args: []string{"machines", "list", "-o", "xml"}, wantCode: exitUsage, wantErr: `unknown output format "xml"`},
 		{name: "bad filter", args: []string{"machines", "list", "Name"}, wantCode: exitUsage, wantErr: `filter "Name" is not Field=value`},
 		{name: "set without 'param'", args: []string{"machines", "set", "u", "parm", "n", "to", "v"}, wantCode: exitUsage, wantErr: "usage: ironcast machines set"},

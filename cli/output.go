@@ -23,25 +23,30 @@ const (
 
 var formats = []string{formatJSON, formatYAML, formatTable}
 
-// column is one table column: a header and the top-level field it shows.
+// column is one table column: a header, the top-level field it shows,
+// and what to show when the field is absent (omitempty drops false and 0).
 type column struct {
 	Header string
 	Field  string
+	Empty  string
 }
 
+// maxCell bounds a table cell; -o json or -o yaml shows everything.
+const maxCell = 60
+
 // columns are the table columns per kind: the fields an operator scans a
-// list for. -o json or -o yaml shows everything.
+// list for.
 var columns = map[string][]column{
-	model.KindMachines:     {{"UUID", "UUID"}, {"Name", "Name"}, {"MAC", "HardwareAddrs"}, {"Address", "Address"}, {"State", "State"}, {"BootEnv", "BootEnv"}},
-	model.KindBootEnvs:     {{"Name", "Name"}, {"Available", "Available"}, {"ReadOnly", "ReadOnly"}, {"Description", "Description"}},
-	model.KindTemplates:    {{"ID", "ID"}, {"ReadOnly", "ReadOnly"}, {"Description", "Description"}},
-	model.KindParams:       {{"Name", "Name"}, {"Secure", "Secure"}, {"Default", "Default"}, {"Description", "Description"}},
-	model.KindProfiles:     {{"Name", "Name"}, {"Description", "Description"}},
-	model.KindSubnets:      {{"Name", "Name"}, {"Subnet", "Subnet"}, {"ActiveStart", "ActiveStart"}, {"ActiveEnd", "ActiveEnd"}, {"Enabled", "Enabled"}, {"Proxy", "Proxy"}},
-	model.KindReservations: {{"Addr", "Addr"}, {"Token", "Token"}, {"Description", "Description"}},
-	model.KindLeases:       {{"Addr", "Addr"}, {"Token", "Token"}, {"State", "State"}, {"ExpireTime", "ExpireTime"}, {"Hostname", "Hostname"}},
-	model.KindPools:        {{"Name", "Name"}, {"BootEnv", "BootEnv"}, {"MinReady", "MinReady"}, {"Description", "Description"}},
-	model.KindUsers:        {{"Name", "Name"}, {"Role", "Role"}, {"Description", "Description"}},
+	model.KindMachines:     {{"UUID", "UUID", ""}, {"Name", "Name", ""}, {"MAC", "HardwareAddrs", ""}, {"Address", "Address", ""}, {"State", "State", ""}, {"BootEnv", "BootEnv", ""}},
+	model.KindBootEnvs:     {{"Name", "Name", ""}, {"Available", "Available", "false"}, {"ReadOnly", "ReadOnly", "false"}, {"Description", "Description", ""}},
+	model.KindTemplates:    {{"ID", "ID", ""}, {"ReadOnly", "ReadOnly", "false"}, {"Description", "Description", ""}},
+	model.KindParams:       {{"Name", "Name", ""}, {"Secure", "Secure", "false"}, {"Default", "Default", ""}, {"Description", "Description", ""}},
+	model.KindProfiles:     {{"Name", "Name", ""}, {"Description", "Description", ""}},
+	model.KindSubnets:      {{"Name", "Name", ""}, {"Subnet", "Subnet", ""}, {"ActiveStart", "ActiveStart", ""}, {"ActiveEnd", "ActiveEnd", ""}, {"Enabled", "Enabled", "false"}, {"Proxy", "Proxy", "false"}},
+	model.KindReservations: {{"Addr", "Addr", ""}, {"Token", "Token", ""}, {"Description", "Description", ""}},
+	model.KindLeases:       {{"Addr", "Addr", ""}, {"Token", "Token", ""}, {"State", "State", ""}, {"ExpireTime", "ExpireTime", ""}, {"Hostname", "Hostname", ""}},
+	model.KindPools:        {{"Name", "Name", ""}, {"BootEnv", "BootEnv", ""}, {"MinReady", "MinReady", "0"}, {"Description", "Description", ""}},
+	model.KindUsers:        {{"Name", "Name", ""}, {"Role", "Role", ""}, {"Description", "Description", ""}},
 }
 
 // printer writes API results to out in one format.
@@ -131,7 +136,12 @@ func (p printer) table(cols []column, items []json.RawMessage) error {
 		}
 		row := make([]string, len(cols))
 		for i, c := range cols {
-			row[i] = cell(obj[c.Field])
+			v, ok := obj[c.Field]
+			if !ok {
+				row[i] = c.Empty
+				continue
+			}
+			row[i] = truncate(cell(v), maxCell)
 		}
 		fmt.Fprintln(tw, strings.Join(row, "\t"))
 	}
@@ -207,6 +217,15 @@ func cell(v any) string {
 		s = compact(v)
 	}
 	return strings.NewReplacer("\t", " ", "\n", " ", "\r", " ").Replace(s)
+}
+
+// truncate shortens s to at most n runes, marking the cut with "…".
+func truncate(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[:n-1]) + "…"
 }
 
 func compact(v any) string {

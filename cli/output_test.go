@@ -49,7 +49,7 @@ func samples(t *testing.T) map[string][]json.RawMessage {
 		},
 		model.KindBootEnvs: {
 			&model.BootEnv{Name: "discovery", Available: true, ReadOnly: true, Description: "Discovery image"},
-			&model.BootEnv{Name: "debian-12", Description: "Debian 12\tnetinst"},
+			&model.BootEnv{Name: "debian-12", Description: "Debian 12\tnetinst: put the installer's linux and initrd.gz under debian-12/ARCH/"},
 		},
 		model.KindTemplates: {
 			&model.Template{ID: "ipxe.tmpl", ReadOnly: true, Description: "iPXE boot script"},

@@ -54,7 +54,7 @@ func TestServeFlags(t *testing.T) {
 		{name: "bad log level", args: []string{"--log-level", "loud"}, wantCode: exitUsage, wantErr: `--log-level "loud"`},
 		{name: "bad log format", args: []string{"--log-format", "xml"}, wantCode: exitUsage, wantErr: `--log-format "xml"`},
 		{name: "port not a number", args: []string{"--api-port", "https"}, wantCode: exitUsage, wantErr: "invalid argument"},
-		{name: "stray argument", args: []string{"now"}, wantCode: exitUsage, wantErr: "takes 0 argument"},
+		{name: "stray argument", args: []string{"now"}, wantCode: exitUsage, wantErr: "serve: want 0 argument(s), got 1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -62,7 +62,7 @@ func (a *app) machineParamsCmd() *cobra.Command {
 	return cmd
 }
 
-var aggregateColumns = []column{{"Name", "Name"}, {"Value", "Value"}, {"Source", "Source"}}
+var aggregateColumns = []column{{"Name", "Name", ""}, {"Value", "Value", ""}, {"Source", "Source", ""}}
 
 func (a *app) machineSetCmd() *cobra.Command {
 	return &cobra.Command{
