@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -74,6 +75,14 @@ type Server struct {
 	requests    *prometheus.CounterVec
 	latency     *prometheus.HistogramVec
 	handler     http.Handler
+	done        chan struct{}
+	closeOnce   sync.Once
+}
+
+// Close ends every event stream (which http.Server.Shutdown would wait
+// for) and makes new ones end at once. Other requests are unaffected.
+func (s *Server) Close() {
+	s.closeOnce.Do(func() { close(s.done) })
 }
 
 // New returns a Server for cfg. It panics if Backend or Auth is nil, as
@@ -85,7 +94,7 @@ func New(cfg Config) *Server {
 	s := &Server{
 		backend: cfg.Backend, lifecycle: cfg.Lifecycle, auth: cfg.Auth, bus: cfg.Bus, info: cfg.Info,
 		log: cfg.Logger, version: cfg.Version, keepAlive: cfg.KeepAlive,
-		metricsAuth: cfg.MetricsAuth,
+		metricsAuth: cfg.MetricsAuth, done: make(chan struct{}),
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)

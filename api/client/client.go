@@ -528,9 +528,10 @@ func (c *Client) Token(ctx context.Context, user, password string, ttl time.Dura
 		req.noAuth = true
 		hdr.Set("Authorization", "Basic "+basic(user, password))
 	} else {
-		c.mu.Lock()
-		tok := c.token
-		c.mu.Unlock()
+		tok, err := c.bearer(ctx, false)
+		if err != nil {
+			return nil, err
+		}
 		req.noAuth = true
 		if tok != "" {
 			hdr.Set("Authorization", "Bearer "+tok)
