@@ -6100,6 +6100,54 @@ const docTemplate = `{
                 }
             }
         },
+        "model.Allocation": {
+            "type": "object",
+            "properties": {
+                "bootEnv": {
+                    "description": "BootEnv is what the machine was provisioned with.",
+                    "type": "string"
+                },
+                "expires": {
+                    "description": "Expires is when the reclaim loop releases the machine; zero: never.",
+                    "type": "string"
+                },
+                "id": {
+                    "description": "ID is shared by the machines of one allocate request.",
+                    "type": "string"
+                },
+                "owner": {
+                    "description": "Owner says who holds the machine (free text, e.g. a user or a job).",
+                    "type": "string"
+                },
+                "params": {
+                    "description": "Params are the names of the params the allocation set on the machine.",
+                    "type": "array",
+                    "items": {
+                        "type": "string"
+                    }
+                },
+                "profiles": {
+                    "description": "Profiles are the profiles the allocation added to the machine.",
+                    "type": "array",
+                    "items": {
+                        "type": "string"
+                    }
+                },
+                "reclaimable": {
+                    "description": "Reclaimable lets the reclaim loop release the machine before it\nexpires when the pool has fewer than MinReady ready machines.",
+                    "type": "boolean"
+                },
+                "replaced": {
+                    "description": "Replaced holds the machine's own values of Params from before the\nallocation, restored on release.",
+                    "type": "object",
+                    "additionalProperties": {}
+                },
+                "since": {
+                    "description": "Since is when the machine was allocated.",
+                    "type": "string"
+                }
+            }
+        },
         "model.ArchInfo": {
             "type": "object",
             "properties": {
@@ -6386,6 +6434,14 @@ const docTemplate = `{
                     "description": "Address is the IPv4 address last acked to the machine by DHCP, or set\nby the operator. Empty when unknown.",
                     "type": "string"
                 },
+                "allocation": {
+                    "description": "Allocation is set while the machine is allocated from its pool.",
+                    "allOf": [
+                        {
+                            "$ref": "#/definitions/model.Allocation"
+                        }
+                    ]
+                },
                 "arch": {
                     "description": "Arch is the CPU architecture: \"amd64\" or \"arm64\".",
                     "type": "string"
@@ -6443,6 +6499,10 @@ const docTemplate = `{
                             "$ref": "#/definitions/model.MachineState"
                         }
                     ]
+                },
+                "stateChangedAt": {
+                    "description": "StateChangedAt is when State last changed; the server keeps it.",
+                    "type": "string"
                 },
                 "stateReason": {
                     "description": "StateReason says why the machine is in State, e.g. a failure message.",
@@ -6552,6 +6612,10 @@ const docTemplate = `{
                 "UpdatedAt": {
                     "type": "string"
                 },
+                "allocationTTL": {
+                    "description": "AllocationTTL is the lifetime in seconds of an allocation that does\nnot ask for its own; the reclaim loop releases allocations once they\nexpire. 0 means allocations never expire.",
+                    "type": "integer"
+                },
                 "bootEnv": {
                     "description": "BootEnv is what allocated machines are provisioned with.",
                     "type": "string"
@@ -6560,7 +6624,7 @@ const docTemplate = `{
                     "type": "string"
                 },
                 "minReady": {
-                    "description": "MinReady is the number of ready machines the reclaim loop keeps by\nreleasing the longest-allocated ones; 0 disables scaling.",
+                    "description": "MinReady is the number of ready machines the reclaim loop keeps by\nreleasing the longest-allocated reclaimable allocations; 0 disables\nscaling.",
                     "type": "integer"
                 },
                 "name": {
@@ -6577,6 +6641,10 @@ const docTemplate = `{
                     "items": {
                         "type": "string"
                     }
+                },
+                "releaseFailedAfter": {
+                    "description": "ReleaseFailedAfter makes the reclaim loop release machines that have\nbeen failed for this many seconds (which wipes them). 0 leaves failed\nmachines alone.",
+                    "type": "integer"
                 },
                 "skipWipe": {
                     "description": "SkipWipe returns released machines to ready without wiping them.",
