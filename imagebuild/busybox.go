@@ -11,7 +11,7 @@ import (
 // without one of them cannot run the image, so the build stops early.
 var requiredApplets = []string{
 	"awk", "cat", "cttyhack", "dd", "grep", "head", "insmod", "ip", "mkdir",
-	"mount", "reboot", "sed", "setsid", "sh", "sleep", "sync", "timeout",
+	"mount", "od", "reboot", "sed", "setsid", "sh", "sleep", "sync", "timeout",
 	"tr", "udhcpc", "uname", "wget",
 }
 

@@ -210,6 +210,7 @@ type qemuVM struct {
 }
 
 type vmConfig struct {
+	arch                    string // "" (amd64) or "arm64"
 	kernel, initrd, cmdline string
 	mac                     string
 	cpus, memMiB            int
@@ -255,19 +256,43 @@ func qemuAccel(t *testing.T, kernel string) string {
 // wait on it ends by timeout at the latest.
 func startVM(t *testing.T, cfg vmConfig, timeout time.Duration) *qemuVM {
 	t.Helper()
-	qemu := testenv.RequireTool(t, "qemu-system-x86_64")
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	t.Cleanup(cancel)
-	vm := &qemuVM{ctx: ctx, log: filepath.Join(t.TempDir(), "serial.log"), exited: make(chan struct{})}
-	args := []string{
-		"-accel", qemuAccel(t, cfg.kernel),
+	var args []string
+	var qemu string
+	dir := t.TempDir()
+	if cfg.arch == "arm64" {
+		// The virt machine with AAVMF (UEFI) firmware, which gives the
+		// guest SMBIOS tables and boots the kernel through its EFI stub.
+		qemu = testenv.RequireTool(t, "qemu-system-aarch64")
+		code, vars := "/usr/share/AAVMF/AAVMF_CODE.fd", "/usr/share/AAVMF/AAVMF_VARS.fd"
+		if _, err := os.Stat(code); err != nil {
+			testenv.RequireTool(t, "AAVMF (package qemu-efi-aarch64): "+code)
+		}
+		varsCopy := filepath.Join(dir, "vars.fd")
+		b, err := os.ReadFile(vars)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(varsCopy, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		args = []string{"-machine", "virt", "-cpu", "cortex-a57", "-accel", "tcg",
+			"-drive", "if=pflash,format=raw,readonly=on,file=" + code,
+			"-drive", "if=pflash,format=raw,file=" + varsCopy}
+	} else {
+		qemu = testenv.RequireTool(t, "qemu-system-x86_64")
+		args = []string{"-accel", qemuAccel(t, cfg.kernel)}
+	}
+	vm := &qemuVM{ctx: ctx, log: filepath.Join(dir, "serial.log"), exited: make(chan struct{})}
+	args = append(args,
 		"-m", fmt.Sprint(cfg.memMiB), "-smp", fmt.Sprint(cfg.cpus),
 		"-kernel", cfg.kernel, "-initrd", cfg.initrd, "-append", cfg.cmdline,
-		"-nographic", "-serial", "file:" + vm.log, "-monitor", "none",
+		"-nographic", "-serial", "file:"+vm.log, "-monitor", "none",
 		// reboot -f ends QEMU, which is how the tests see a reboot.
 		"-no-reboot",
-		"-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0,mac=" + cfg.mac,
-	}
+		"-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0,mac="+cfg.mac,
+	)
 	if cfg.disk != "" {
 		args = append(args, "-drive", "file="+cfg.disk+",format=raw,if=virtio")
 	}
@@ -456,6 +481,39 @@ func TestQEMURunMode(t *testing.T) {
 	// Released: the image follows its record into the wipe bootenv.
 	api.set("wipe", model.StateReleasing)
 	vm.waitSerial(t, regexp.MustCompile(`ironcast: rebooting into wipe`))
+	vm.waitExit(t)
+}
+
+// TestQEMUDiscoverARM64 boots the arm64 discovery image under
+// qemu-system-aarch64 with AAVMF and checks its registration.
+func TestQEMUDiscoverARM64(t *testing.T) {
+	res := realBuild(t, "arm64", ModeDiscovery)
+	api, url := newFakeAPI(t, "discovery", model.StateReady)
+	const mac = "52:54:00:ab:cd:01"
+	vm := startVM(t, vmConfig{
+		arch: "arm64", kernel: res.Kernel, initrd: res.Initrd, mac: mac, cpus: 2, memMiB: 512,
+		cmdline: "console=ttyAMA0 ironcast.url=" + url + " ironcast.token=" + registerToken + " ironcast.poll=1",
+	}, 2*bootTimeout)
+	api.waitFor(t, vm, "registration", func() bool { return len(api.registrations) > 0 })
+	api.mu.Lock()
+	reg := api.registrations[0]
+	api.mu.Unlock()
+	if reg.Arch != "arm64" || reg.Inventory == nil {
+		t.Fatalf("registration: %+v", reg)
+	}
+	inv := reg.Inventory
+	if diff := cmp.Diff(reg.HardwareAddrs, []string{mac}); diff != "" {
+		t.Errorf("HardwareAddrs (-got +want):\n%s", diff)
+	}
+	if inv.CPUs != 2 || inv.MemoryMiB != 512 {
+		t.Errorf("CPUs %d, MemoryMiB %d; want 2 and 512", inv.CPUs, inv.MemoryMiB)
+	}
+	// SMBIOS from the firmware.
+	if inv.Manufacturer != "QEMU" {
+		t.Errorf("Manufacturer = %q, want QEMU (from AAVMF's SMBIOS)", inv.Manufacturer)
+	}
+	api.set("linuxkit", model.StateProvisioning)
+	vm.waitSerial(t, regexp.MustCompile(`ironcast: rebooting into linuxkit`))
 	vm.waitExit(t)
 }
 

@@ -3,6 +3,7 @@ package imagebuild
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"io/fs"
 	"log/slog"
@@ -223,6 +224,15 @@ func writeTree(t *testing.T, root string, files map[string]string) {
 	}
 }
 
+// dimm is the raw SMBIOS type 17 (memory device) structure with a size.
+func dimm(size uint16, extended uint32) string {
+	b := make([]byte, 0x28)
+	b[0], b[1] = 17, 0x28
+	binary.LittleEndian.PutUint16(b[0x0C:], size)
+	binary.LittleEndian.PutUint32(b[0x1C:], extended)
+	return string(b)
+}
+
 func TestInventoryJSON(t *testing.T) {
 	root := t.TempDir()
 	sys, proc := filepath.Join(root, "sys"), filepath.Join(root, "proc")
@@ -253,6 +263,11 @@ func TestInventoryJSON(t *testing.T) {
 		"sys/devices/system/memory/memory2/online":           "0\n",
 		"proc/cpuinfo":                                       "processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Gold 6130\n\nprocessor\t: 1\nmodel name\t: Intel(R) Xeon(R) Gold 6130\n\nprocessor\t: 2\nmodel name\t: Intel(R) Xeon(R) Gold 6130\n",
 		"proc/meminfo":                                       "MemTotal:        1000000 kB\n",
+		"sys/firmware/dmi/entries/17-0/raw":                  dimm(8192, 0),        // 8 GiB
+		"sys/firmware/dmi/entries/17-1/raw":                  dimm(0x7FFF, 32768),  // 32 GiB, extended size
+		"sys/firmware/dmi/entries/17-2/raw":                  dimm(0, 0),           // empty slot
+		"sys/firmware/dmi/entries/17-3/raw":                  dimm(0x8000|2048, 0), // 2048 KiB
+		"sys/firmware/dmi/entries/16-0/raw":                  "not a memory device",
 	})
 	script := `. "$LIB/common.sh"; . "$LIB/net.sh"; . "$LIB/inventory.sh"; inventory_json`
 	out, err := runScript(t, script, "SYSFS="+sys, "PROCFS="+proc)
@@ -273,7 +288,7 @@ func TestInventoryJSON(t *testing.T) {
 			SerialNumber: "SN-42", SystemUUID: "4c4c4544-0042-3510-8052-b4c04f4e3332",
 			Manufacturer: "Dell Inc.", ProductName: `PowerEdge "R640"`,
 			CPUs: 3, CPUModel: "Intel(R) Xeon(R) Gold 6130",
-			MemoryMiB: 256, // two online 128 MiB blocks
+			MemoryMiB: 8192 + 32768 + 2, // the SMBIOS memory devices
 			Disks: []model.Disk{
 				{Name: "sda", SizeBytes: 1953525168 * 512, Model: "Samsung SSD 870", Serial: "S1234"},
 				{Name: "vda", SizeBytes: 196608 * 512, Serial: "disk-serial-1"},
@@ -288,13 +303,19 @@ func TestInventoryJSON(t *testing.T) {
 		t.Errorf("inventory (-got +want):\n%s\n%s", diff, out)
 	}
 
-	// Without memory blocks, MemTotal is what there is.
-	if err := os.RemoveAll(filepath.Join(sys, "devices/system/memory")); err != nil {
-		t.Fatal(err)
-	}
-	out, err = runScript(t, `. "$LIB/common.sh"; . "$LIB/inventory.sh"; memory_mib`, "SYSFS="+sys, "PROCFS="+proc)
-	if err != nil || strings.TrimSpace(out) != "976" {
-		t.Errorf("memory_mib from MemTotal = %q (%v), want 976", out, err)
+	// Without SMBIOS memory devices, the online memory blocks count;
+	// without those, MemTotal is what there is.
+	for _, step := range []struct{ remove, want string }{
+		{"firmware/dmi", "256"},
+		{"devices/system/memory", "976"},
+	} {
+		if err := os.RemoveAll(filepath.Join(sys, step.remove)); err != nil {
+			t.Fatal(err)
+		}
+		out, err = runScript(t, `. "$LIB/common.sh"; . "$LIB/inventory.sh"; memory_mib`, "SYSFS="+sys, "PROCFS="+proc)
+		if err != nil || strings.TrimSpace(out) != step.want {
+			t.Errorf("memory_mib without %s = %q (%v), want %s", step.remove, out, err, step.want)
+		}
 	}
 }
 

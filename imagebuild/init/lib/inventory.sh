@@ -30,10 +30,39 @@ cpu_model() {
 	echo "$m"
 }
 
-# memory_mib prints the installed memory: the online memory blocks when
-# the kernel lists them (this counts what firmware and kernel reserve,
-# unlike MemTotal), else MemTotal.
+# dmi_memory_mib prints the sum of the memory devices in the SMBIOS tables
+# (type 17, what dmidecode shows as installed DIMMs); nothing when there
+# are none. Size is the word at offset 0x0C: 0 empty, 0xFFFF unknown,
+# 0x7FFF "see the extended size" (dword at 0x1C, MiB), bit 15 set KiB.
+dmi_memory_mib() {
+	total=0
+	for e in "${SYSFS:-/sys}"/firmware/dmi/entries/17-*/raw; do
+		[ -r "$e" ] || continue
+		mib=$(od -A n -t u1 -v "$e" | awk '
+			{ for (i = 1; i <= NF; i++) b[n++] = $i }
+			END {
+				if (n < 0x0E) { print 0; exit }
+				size = b[0x0C] + 256 * b[0x0D]
+				if (size == 0 || size == 65535) print 0
+				else if (size == 32767 && n >= 0x20) print b[0x1C] + 256 * b[0x1D] + 65536 * b[0x1E] + 16777216 * b[0x1F]
+				else if (size >= 32768) print int((size - 32768) / 1024)
+				else print size
+			}')
+		total=$((total + ${mib:-0}))
+	done
+	[ $total -gt 0 ] && echo $total
+}
+
+# memory_mib prints the installed memory: the SMBIOS memory devices when
+# firmware lists them, else the online memory blocks (x86 without SMBIOS;
+# unreliable under arm64 UEFI, which maps firmware regions as memory),
+# else MemTotal (which is short by what firmware and kernel reserve).
 memory_mib() {
+	m=$(dmi_memory_mib)
+	if [ -n "$m" ]; then
+		echo "$m"
+		return
+	fi
 	mem=${SYSFS:-/sys}/devices/system/memory
 	if [ -r "$mem/block_size_bytes" ]; then
 		bs=$((0x$(cat "$mem/block_size_bytes")))
