@@ -48,9 +48,11 @@
 //     block of the window was lost); in lock-step it is ignored, which
 //     avoids the Sorcerer's Apprentice bug (RFC 1123 4.2.3.1). ACKs older
 //     than the window are ignored.
-//   - Unanswered windows are resent after the timeout, Config.Retries
-//     times, then the transfer ends (ErrTimeout), closing its file and
-//     socket. An ERROR packet from the client or an ICMP port unreachable
+//   - Unanswered windows are resent after the timeout, doubling it on
+//     each consecutive timeout up to 16x, Config.Retries times; then the
+//     transfer ends (ErrTimeout), closing its file and socket. The OACK is
+//     resent only after at least 6 s (atftp aborts on a duplicate OACK;
+//     clients recover a lost OACK or ACK 0 themselves). An ERROR packet from the client or an ICMP port unreachable
 //     ends it at once (ErrAborted).
 //   - At most Config.MaxTransfers run at once; beyond that requests get
 //     error 0 "server busy" and a rate-limited warning is logged.

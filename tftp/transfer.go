@@ -156,13 +156,23 @@ type sender struct {
 	high    int64  // highest block sent so far
 }
 
+// oackPatience is the least time to wait for ACK 0 before resending the
+// OACK. atftp aborts on a second OACK ("unexpected OACK"), and every client
+// recovers by itself within its own timeout (atftp 5 s, PXE ROMs about 4
+// s): a lost OACK makes it resend the RRQ (a fresh transfer), a lost ACK 0
+// makes it resend the ACK. Resending the OACK quickly would only turn a
+// lost ACK into a failed boot.
+const oackPatience = 6 * time.Second
+
 // oack sends the option acknowledgement and waits for ACK 0.
 func (s *sender) oack(pkt []byte) error {
+	wait := max(s.rto, oackPatience)
 	for try := 0; try <= s.retries; try++ {
-		if _, err := s.conn.Write(pkt); err != nil {
-			return fmt.Errorf("send oack: %w: %w", ErrAborted, err)
+		if err := s.write(pkt); err != nil {
+			return fmt.Errorf("send oack: %w", err)
 		}
-		deadline := time.Now().Add(s.rto)
+		deadline := time.Now().Add(wait)
+		wait = s.rto
 		for {
 			block, isAck, err := s.recv(deadline)
 			if errors.Is(err, os.ErrDeadlineExceeded) {
@@ -177,6 +187,17 @@ func (s *sender) oack(pkt []byte) error {
 		}
 	}
 	return fmt.Errorf("oack: %w", ErrTimeout)
+}
+
+// write sends one packet. Only errors that mean the client or the socket
+// is gone end the transfer; a packet the local stack refused (ENOBUFS, a
+// firewall's EPERM) counts as lost and is retransmitted like one.
+func (s *sender) write(pkt []byte) error {
+	_, err := s.conn.Write(pkt)
+	if err == nil || !(errors.Is(err, unix.ECONNREFUSED) || errors.Is(err, net.ErrClosed)) {
+		return nil
+	}
+	return fmt.Errorf("%w: %w", ErrAborted, err)
 }
 
 // recv reads one packet before deadline. It returns the ACK's block
@@ -215,8 +236,8 @@ func (s *sender) send(i int64) error {
 			return fmt.Errorf("read block %d at %d: %d of %d bytes: %w", i, off, m, n, err)
 		}
 	}
-	if _, err := s.conn.Write(s.pkt[:4+n]); err != nil {
-		return fmt.Errorf("send block %d: %w: %w", i, ErrAborted, err)
+	if err := s.write(s.pkt[:4+n]); err != nil {
+		return fmt.Errorf("send block %d: %w", i, err)
 	}
 	if i > s.high {
 		s.high = i
@@ -243,7 +264,12 @@ func (s *sender) run() error {
 				return err
 			}
 		}
-		deadline := time.Now().Add(s.rto)
+		// Exponential backoff (up to 16x) on consecutive timeouts: it
+		// leaves a client whose ACK was lost a quiet gap longer than its
+		// own timeout, after which it re-acknowledges. atftp ignores
+		// repeated windows once it has sent one extra ACK, so resending
+		// at a fixed pace would keep it silent until we give up.
+		deadline := time.Now().Add(s.rto << min(tries, 4))
 	wait:
 		for {
 			block, isAck, err := s.recv(deadline)
@@ -332,13 +358,19 @@ func (s *Server) dial(local netip.Addr, remote netip.AddrPort) (*net.UDPConn, er
 	return r.c, r.err
 }
 
+// processNetns names the network namespace the process started in,
+// read during package initialisation on the main thread. /proc/self/ns/net
+// would not do: it follows the main thread, which Go keeps (wedged, not
+// exited) when a goroutine that switched namespaces while locked to it
+// ends.
+var processNetns, _ = os.Readlink("/proc/thread-self/ns/net")
+
 // foreignNetns returns the network namespace of the calling thread when it
 // differs from the process's (a test or benchmark that opened the server
 // inside a namespace), or nil.
 func foreignNetns() (*os.File, error) {
-	self, err1 := os.Readlink("/proc/self/ns/net")
-	thread, err2 := os.Readlink("/proc/thread-self/ns/net")
-	if err1 != nil || err2 != nil || self == thread {
+	thread, err := os.Readlink("/proc/thread-self/ns/net")
+	if err != nil || processNetns == "" || thread == processNetns {
 		return nil, nil
 	}
 	f, err := os.Open("/proc/thread-self/ns/net")
