@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"time"
 )
 
 // Machine is one physical (or virtual) server known to ironcast.
@@ -36,6 +37,10 @@ type Machine struct {
 	State MachineState
 	// StateReason says why the machine is in State, e.g. a failure message.
 	StateReason string `json:",omitempty"`
+	// StateChangedAt is when State last changed; the server keeps it.
+	StateChangedAt time.Time `json:",omitzero"`
+	// Allocation is set while the machine is allocated from its pool.
+	Allocation *Allocation `json:",omitempty"`
 	// Inventory is what the discovery image reported about the hardware.
 	Inventory *Inventory `json:",omitempty"`
 	// Locked machines refuse every change except unlocking.
@@ -181,6 +186,9 @@ func (m *Machine) Validate() error {
 	}
 	if !m.State.Valid() {
 		errs = append(errs, Invalid("State", "%q is not a machine state", m.State))
+	}
+	if m.Allocation != nil {
+		errs = append(errs, m.Allocation.Validate("Allocation"))
 	}
 	return errors.Join(errs...)
 }

@@ -50,7 +50,10 @@ type Config struct {
 	// BootRoot is the directory boot files are served from; bootenvs
 	// report which of their files it lacks. Empty: not checked.
 	BootRoot string
-	Logger   *slog.Logger
+	// Clock times state changes, allocations and the reclaim loop
+	// (nil: the system clock).
+	Clock  Clock
+	Logger *slog.Logger
 }
 
 // Service implements the provisioning use cases.
@@ -70,6 +73,7 @@ type Service struct {
 	bootRoot       string
 	sums           fileSums
 	timelines      *Timelines
+	clock          Clock
 }
 
 // New returns a Service. Store and Sealer are required.
@@ -89,12 +93,15 @@ func New(cfg Config) (*Service, error) {
 	if cfg.UnknownBootEnv == "" {
 		cfg.UnknownBootEnv = model.BootEnvDiscovery
 	}
+	if cfg.Clock == nil {
+		cfg.Clock = systemClock{}
+	}
 	s := &Service{
 		st: cfg.Store, sealer: cfg.Sealer, catalog: cfg.Catalog, tokens: cfg.Tokens,
 		notify: cfg.Notifier, engine: templates.NewEngine(), log: cfg.Logger,
 		schemas: newSchemaCache(), firmware: newFirmwareCache(4096),
 		httpPort: cfg.HTTPPort, apiPort: cfg.APIPort, unknownBootEnv: cfg.UnknownBootEnv,
-		bootRoot: cfg.BootRoot,
+		bootRoot: cfg.BootRoot, clock: cfg.Clock,
 	}
 	s.timelines = newTimelines(s, TimelineEntries, TimelineMachines)
 	if s.catalog != nil {
@@ -397,6 +404,7 @@ func (s *Service) prepare(ctx context.Context, obj model.Object, old model.Objec
 		if o.BootEnv == "" {
 			o.BootEnv = s.unknownBootEnv
 		}
+		stampStateChange(o, old, s.clock.Now())
 		errs = append(errs, s.checkRefs(ctx, o.BootEnv, o.Profiles, o.Pool)...)
 		p, err := s.checkParams(ctx, "Params", o.Params)
 		errs = append(errs, err)
