@@ -70,6 +70,13 @@ type result struct {
 	dst  netip.AddrPort
 	// bound is set when the reply binds a new lease (Config.OnBound).
 	bound *model.Lease
+	// commit, if set, must report the lease durable before the reply is
+	// sent (Decision.Commit).
+	commit func(done func(error))
+	// ev is published once the reply is sent.
+	ev *model.Event
+	// typ is the reply's message type, for the sent counter.
+	typ dhcpv4.MessageType
 }
 
 // handler turns one request into at most one reply. It holds no socket,
@@ -313,7 +320,7 @@ func (h *handler) offerOrAck(ctx context.Context, req *dhcpv4.DHCPv4, typ dhcpv4
 	if v, ok := req.Options[optClientUUID]; ok && proxy {
 		r.Options[optClientUUID] = v // PXE spec: proxyDHCP echoes the client GUID
 	}
-	res := &result{data: r.ToBytes(), dst: replyDest(req, r, in)}
+	res := &result{data: r.ToBytes(), dst: replyDest(req, r, in), commit: d.Commit, typ: typ}
 	ev := "dhcp.offer"
 	if typ == dhcpv4.MessageTypeAck {
 		ev = "dhcp.ack"
@@ -323,9 +330,8 @@ func (h *handler) offerOrAck(ctx context.Context, req *dhcpv4.DHCPv4, typ dhcpv4
 		}
 	}
 	if typ == dhcpv4.MessageTypeAck && d.Addr.IsValid() || typ == dhcpv4.MessageTypeOffer {
-		h.publish(ev, d.Addr, lr, map[string]any{"subnet": s.Name, "firmware": string(c.boot.Firmware), "proxy": proxy})
+		res.ev = h.event(ev, d.Addr, lr, map[string]any{"subnet": s.Name, "firmware": string(c.boot.Firmware), "proxy": proxy})
 	}
-	h.m.sent(typ)
 	return res, nil
 }
 
@@ -453,8 +459,7 @@ func (h *handler) pxeBootServer(ctx context.Context, req *dhcpv4.DHCPv4, typ dhc
 	if v, ok := req.Options[optClientUUID]; ok {
 		r.Options[optClientUUID] = v
 	}
-	h.m.sent(dhcpv4.MessageTypeAck)
-	return &result{data: r.ToBytes(), dst: in.src}, nil
+	return &result{data: r.ToBytes(), dst: in.src, typ: dhcpv4.MessageTypeAck}, nil
 }
 
 func (h *handler) nak(req *dhcpv4.DHCPv4, d Decision, lr *LeaseRequest, in inbound) (*result, error) {
@@ -467,9 +472,8 @@ func (h *handler) nak(req *dhcpv4.DHCPv4, d Decision, lr *LeaseRequest, in inbou
 		// RFC 2131 4.3.2: a NAK through a relay asks it to broadcast.
 		r.SetBroadcast()
 	}
-	h.publish("dhcp.nak", lr.Requested, lr, map[string]any{"reason": d.Reason})
-	h.m.sent(dhcpv4.MessageTypeNak)
-	return &result{data: r.ToBytes(), dst: replyDest(req, r, in)}, nil
+	ev := h.event("dhcp.nak", lr.Requested, lr, map[string]any{"reason": d.Reason})
+	return &result{data: r.ToBytes(), dst: replyDest(req, r, in), ev: ev, typ: dhcpv4.MessageTypeNak}, nil
 }
 
 var broadcast = netip.AddrPortFrom(netip.AddrFrom4([4]byte{255, 255, 255, 255}), clientPort)
@@ -494,8 +498,15 @@ func replyDest(req, resp *dhcpv4.DHCPv4, in inbound) netip.AddrPort {
 
 // publish sends a server event about addr.
 func (h *handler) publish(typ string, addr netip.Addr, lr *LeaseRequest, attrs map[string]any) {
+	if ev := h.event(typ, addr, lr, attrs); ev != nil {
+		h.notifier.Publish(*ev)
+	}
+}
+
+// event describes a server event about addr; nil without a Notifier.
+func (h *handler) event(typ string, addr netip.Addr, lr *LeaseRequest, attrs map[string]any) *model.Event {
 	if h.notifier == nil {
-		return
+		return nil
 	}
 	if attrs == nil {
 		attrs = map[string]any{}
@@ -510,5 +521,5 @@ func (h *handler) publish(typ string, addr netip.Addr, lr *LeaseRequest, attrs m
 	if lr.Relay.IsValid() {
 		attrs["relay"] = lr.Relay.String()
 	}
-	h.notifier.Publish(ev)
+	return &ev
 }

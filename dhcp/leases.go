@@ -25,7 +25,8 @@ type Leases interface {
 	// Request binds (ActionAck) or refuses (ActionNak) the address the
 	// client asks for, in any of the SELECTING, INIT-REBOOT, RENEWING and
 	// REBINDING states of RFC 2131 section 4.3.2. An ACK is durable when
-	// Request returns.
+	// Request returns, or, if the Decision has a Commit, once Commit
+	// reports success.
 	Request(ctx context.Context, req *LeaseRequest) (Decision, error)
 	// Release frees the client's address (ClientAddr).
 	Release(ctx context.Context, req *LeaseRequest) error
@@ -116,8 +117,18 @@ type Decision struct {
 	// not hold before (not a renewal); the server then calls
 	// Config.OnBound.
 	NewBinding bool
-	// Lease is the lease as stored, set with NewBinding.
+	// Lease is the lease being stored, set with NewBinding. Its Revision
+	// is zero when Commit is set.
 	Lease model.Lease
+	// Commit, when set on an ACK, is the lease write still on its way to
+	// the store: the caller must not send the ACK before Commit has called
+	// done with a nil error, and must drop it if done gets an error (the
+	// Leases has then undone the binding in memory). Commit returns at
+	// once; done runs exactly once, possibly before Commit returns, often
+	// on the Leases' writer goroutine, so it must be quick and must not
+	// block. A nil Commit means the write was durable when Request
+	// returned.
+	Commit func(done func(error))
 	// Reason says why a NAK was sent (option 56 and the log).
 	Reason string
 }

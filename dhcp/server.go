@@ -31,17 +31,19 @@ type Config struct {
 	// Notifier receives dhcp.* events; nil means none.
 	Notifier Notifier
 	// OnBound is called after an ACK that bound an address the client did
-	// not hold before (not on renewals), once the reply is sent, from the
-	// worker that handled it. It should be quick; nil means none.
+	// not hold before (not on renewals), once the reply is sent, from one
+	// goroutine in the order of the replies. It may block (a store write):
+	// calls queue up behind it in memory. Nil means none.
 	OnBound func(ctx context.Context, l model.Lease)
 	// Logger receives logs; nil discards them. Dropped packets are logged
 	// at debug level.
 	Logger *slog.Logger
 	// Registerer receives the metrics; nil registers none.
 	Registerer prometheus.Registerer
-	// Workers is the number of goroutines handling requests (default 64).
-	// ACKs wait for a durable store write, so workers are many: the store
-	// groups their writes into one commit.
+	// Workers is the number of goroutines handling requests (default 8).
+	// A worker does not wait for an ACK's store write (Decision.Commit):
+	// the reply is sent when the write completes. Workers still wait for
+	// the Booter, which may read the store.
 	Workers int
 	// QueueLen bounds the requests waiting for a worker (default 8192);
 	// beyond it requests are dropped (reason "queue_full").
@@ -65,7 +67,7 @@ func (c *Config) defaults() {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	if c.Workers <= 0 {
-		c.Workers = 64
+		c.Workers = 8
 	}
 	if c.QueueLen <= 0 {
 		c.QueueLen = 8192
@@ -92,6 +94,12 @@ type Server struct {
 	addrs *addrSource
 	queue chan packet
 	pool  sync.Pool
+	// inflight counts ACKs waiting for their lease write.
+	inflight sync.WaitGroup
+	// bound queues OnBound calls for boundLoop; bwake signals it.
+	bmu   sync.Mutex
+	bound []model.Lease
+	bwake chan struct{}
 }
 
 type conn struct {
@@ -125,7 +133,7 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dhcp metrics: %w", err)
 	}
-	s := &Server{cfg: cfg, m: m, queue: make(chan packet, cfg.QueueLen)}
+	s := &Server{cfg: cfg, m: m, queue: make(chan packet, cfg.QueueLen), bwake: make(chan struct{}, 1)}
 	s.pool.New = func() any { b := make([]byte, readSize); return &b }
 	if s.addrs, err = openAddrSource(); err != nil {
 		return nil, err
@@ -237,14 +245,23 @@ func (s *Server) close() {
 	}
 }
 
-// Serve handles requests until ctx ends, then closes the sockets, lets
-// the workers finish the requests already queued and returns nil. It
-// returns an error only when a socket fails. Serve must be called once.
+// Serve handles requests until ctx ends, then stops reading, lets the
+// workers finish the requests already queued, sends the ACKs whose lease
+// writes complete, runs the pending OnBound calls, closes the sockets and
+// returns nil. It returns an error only when a socket fails. Serve must be
+// called once.
 func (s *Server) Serve(ctx context.Context) error {
+	defer s.close()
 	g, gctx := errgroup.WithContext(ctx)
 	// Requests in hand finish even when ctx ends, so that an ACK being
 	// written is either sent or not, never half done.
 	wctx := context.WithoutCancel(ctx)
+	boundDone := make(chan struct{})
+	boundStop := make(chan struct{})
+	go func() {
+		defer close(boundDone)
+		s.boundLoop(wctx, boundStop)
+	}()
 	var readers sync.WaitGroup
 	for _, c := range s.conns {
 		readers.Add(1)
@@ -279,13 +296,20 @@ func (s *Server) Serve(ctx context.Context) error {
 	})
 	g.Go(func() error {
 		<-gctx.Done()
-		s.close()
+		// Wake the readers without closing the sockets: replies still
+		// go out through them.
+		for _, c := range s.conns {
+			_ = c.uc.SetReadDeadline(time.Now())
+		}
 		return nil
 	})
 	err := g.Wait()
 	readers.Wait()
 	close(s.queue)
 	workers.Wait()
+	s.inflight.Wait()
+	close(boundStop)
+	<-boundDone
 	if ctx.Err() != nil {
 		return nil
 	}
@@ -339,13 +363,72 @@ func (s *Server) work(ctx context.Context, p packet) {
 		s.m.latency.Observe(time.Since(start).Seconds())
 		return
 	}
-	if _, err := p.c.uc.WriteToUDPAddrPort(res.data, res.dst); err != nil {
+	if res.commit == nil {
+		s.send(p.c, res, start)
+		return
+	}
+	// The worker moves on; the reply leaves when the lease is durable.
+	c := p.c
+	s.inflight.Add(1)
+	res.commit(func(err error) {
+		defer s.inflight.Done()
+		if err != nil {
+			s.m.dropped(dropLeaseError)
+			s.cfg.Logger.Debug("dhcp reply dropped: lease not stored", "iface", c.link.name, "dst", res.dst, "err", err)
+			return
+		}
+		s.send(c, res, start)
+	})
+}
+
+// send writes the reply, then counts it, publishes its event and queues
+// OnBound. It runs on a worker or on the Leases' writer: it never blocks
+// on more than the socket.
+func (s *Server) send(c *conn, res *result, start time.Time) {
+	if _, err := c.uc.WriteToUDPAddrPort(res.data, res.dst); err != nil {
 		s.m.dropped(dropSendError)
-		s.cfg.Logger.Debug("dhcp reply not sent", "iface", p.c.link.name, "dst", res.dst, "err", err)
+		s.cfg.Logger.Debug("dhcp reply not sent", "iface", c.link.name, "dst", res.dst, "err", err)
 		return
 	}
 	s.m.latency.Observe(time.Since(start).Seconds())
+	s.m.sent(res.typ)
+	if res.ev != nil {
+		s.cfg.Notifier.Publish(*res.ev)
+	}
 	if res.bound != nil && s.cfg.OnBound != nil {
-		s.cfg.OnBound(ctx, *res.bound)
+		s.bmu.Lock()
+		s.bound = append(s.bound, *res.bound)
+		s.bmu.Unlock()
+		select {
+		case s.bwake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// boundLoop runs the queued OnBound calls in order until stop is closed
+// and the queue is empty.
+func (s *Server) boundLoop(ctx context.Context, stop <-chan struct{}) {
+	for {
+		s.bmu.Lock()
+		q := s.bound
+		s.bound = nil
+		s.bmu.Unlock()
+		for _, l := range q {
+			s.cfg.OnBound(ctx, l)
+		}
+		if len(q) > 0 {
+			continue
+		}
+		select {
+		case <-s.bwake:
+		case <-stop:
+			s.bmu.Lock()
+			n := len(s.bound)
+			s.bmu.Unlock()
+			if n == 0 {
+				return
+			}
+		}
 	}
 }

@@ -22,17 +22,38 @@
 //
 // # Durability
 //
-// An ACK (and a RELEASE or DECLINE) is written to the store as a
-// model.Lease keyed by address before Request returns, so the DHCPACK is
-// sent only for a lease the store has made durable: with store/bolt that
-// means fsync'ed, in a group commit shared with the other workers' writes.
+// Every ACK (and every RELEASE, DECLINE and expiry) is written to the
+// store as a model.Lease keyed by address, and the DHCPACK leaves only
+// once that write is durable: with store/bolt, fsync'ed. No acked lease
+// can be lost by a crash, so after a restart no address is bound to two
+// clients.
+//
+// The write is asynchronous for the DHCP server: Request updates memory,
+// queues the write and returns at once with a Decision whose Commit calls
+// back when the write has completed; the server sends the reply from
+// that callback, so its workers never wait for a disk. A group-commit
+// writer (one goroutine, alive while there is work) takes every write
+// queued so far, writes each lease once in its latest state, all
+// concurrently so that store/bolt's Batch puts them in one transaction
+// with one fsync, then calls back and starts over with what queued
+// meanwhile. A round lasts about one MaxBatchDelay (2 ms by default) plus
+// the commit; a lease waits at most two rounds. Release, Decline and the
+// expiry sweep wait for their writes.
+//
+// If a write fails, the ACK is not sent (the server counts the request as
+// dropped, reason "lease_error"), the failure is logged, and the lease in
+// memory is put back to the state the store holds (a lease never stored
+// becomes free again), so memory never claims more than the store.
+//
 // Offers are held in memory only and are not persisted: after a crash an
 // offered-but-not-acked address is simply free again, and a client whose
 // REQUEST arrives after a restart is acked if the address is still free.
-// The expiry sweep's writes (bound → expired) are not on any reply's path.
+// A client whose offer was lost may thus be offered another address after
+// a restart; no address is ever acked to two clients.
 //
 // # Concurrency
 //
 // An Allocator is safe for concurrent use. One mutex guards the memory
-// state; store writes happen outside it, ordered per address.
+// state; store writes happen outside it, and the writer's rounds keep
+// the writes of one address in order.
 package ipam

@@ -3,7 +3,6 @@ package ipam
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -52,12 +51,16 @@ type Allocator struct {
 	resvByAddr map[netip.Addr]*model.Reservation
 	// rawSubnets and rawResv are the last loaded objects, for rebuilds.
 	rawSubnets []*model.Subnet
+
+	// wmu guards the group-commit writer's queue (see flush).
+	wmu      sync.Mutex
+	pending  []*commit
+	flushing bool
 }
 
 var _ dhcp.Leases = (*Allocator)(nil)
 
-// lease is one lease in memory. Fields are guarded by Allocator.mu; pmu
-// orders the store writes of this address.
+// lease is one lease in memory. Fields are guarded by Allocator.mu.
 type lease struct {
 	addr     netip.Addr
 	mac      string
@@ -68,7 +71,11 @@ type lease struct {
 	// stored is true when the store holds a record for addr.
 	stored bool
 	sub    *subnetState
-	pmu    sync.Mutex
+	// ver counts the changes queued for the store (Allocator.write).
+	ver uint64
+	// saved is the state the store holds, for reverting a failed write;
+	// nil if never written.
+	saved *saved
 }
 
 // subnetState is one enabled subnet's allocation state.
@@ -117,7 +124,8 @@ func New(ctx context.Context, cfg Config) (*Allocator, error) {
 			continue
 		}
 		a.leases[addr] = &lease{addr: addr, mac: ml.Token, state: ml.State, expire: ml.ExpireTime,
-			hostname: ml.Hostname, created: ml.CreatedAt, stored: true}
+			hostname: ml.Hostname, created: ml.CreatedAt, stored: true,
+			saved: &saved{mac: ml.Token, state: ml.State, expire: ml.ExpireTime, hostname: ml.Hostname}}
 	}
 	if err := a.reload(ctx); err != nil {
 		return nil, err
@@ -502,21 +510,17 @@ func (a *Allocator) Request(ctx context.Context, req *dhcp.LeaseRequest) (dhcp.D
 		l.hostname = req.Hostname
 	}
 	ss.byMAC[req.MAC] = l
-	a.mu.Unlock()
-
+	ls := []*lease{l}
 	if old != nil {
-		if err := a.persist(ctx, old); err != nil {
-			return dhcp.Decision{}, err
-		}
+		ls = append(ls, old)
 	}
-	ml, err := a.persistLease(ctx, l)
-	if err != nil {
-		return dhcp.Decision{}, err
-	}
+	c := a.write(ls...)
 	if !renewal {
 		d.NewBinding = true
-		d.Lease = ml
+		d.Lease = l.model(now)
 	}
+	a.mu.Unlock()
+	d.Commit = c.then
 	return d, nil
 }
 
@@ -530,8 +534,9 @@ func (a *Allocator) Release(ctx context.Context, req *dhcp.LeaseRequest) error {
 		return fmt.Errorf("release of %s by %s without a lease: %w", req.ClientAddr, req.MAC, dhcp.ErrNotOurs)
 	}
 	l.state, l.expire = model.LeaseReleased, now
+	c := a.write(l)
 	a.mu.Unlock()
-	return a.persist(ctx, l)
+	return c.wait(ctx)
 }
 
 // Decline implements dhcp.Leases: the address is set aside, with no MAC,
@@ -548,9 +553,10 @@ func (a *Allocator) Decline(ctx context.Context, req *dhcp.LeaseRequest) error {
 		delete(l.sub.byMAC, l.mac)
 	}
 	l.mac, l.state, l.expire = "", model.LeaseDeclined, now.Add(a.cfg.DeclineHold)
+	c := a.write(l)
 	a.mu.Unlock()
 	a.log.Warn("address declined: in use by another host, set aside", "addr", req.Requested, "mac", req.MAC, "until", now.Add(a.cfg.DeclineHold))
-	return a.persist(ctx, l)
+	return c.wait(ctx)
 }
 
 // Inform implements dhcp.Leases.
@@ -568,7 +574,7 @@ func (a *Allocator) Inform(ctx context.Context, req *dhcp.LeaseRequest) (dhcp.De
 	return d, nil
 }
 
-// modelLease snapshots l; a.mu is held.
+// model snapshots l; a.mu is held.
 func (l *lease) model(now time.Time) model.Lease {
 	ml := model.Lease{Addr: l.addr.String(), Token: l.mac, State: l.state, Hostname: l.hostname, ExpireTime: l.expire.UTC()}
 	if l.sub != nil {
@@ -580,32 +586,4 @@ func (l *lease) model(now time.Time) model.Lease {
 	}
 	ml.UpdatedAt = now.UTC()
 	return ml
-}
-
-func (a *Allocator) persist(ctx context.Context, l *lease) error {
-	_, err := a.persistLease(ctx, l)
-	return err
-}
-
-// persistLease writes l's current state. pmu makes the last write of an
-// address carry its latest state even when two workers race.
-func (a *Allocator) persistLease(ctx context.Context, l *lease) (model.Lease, error) {
-	l.pmu.Lock()
-	defer l.pmu.Unlock()
-	a.mu.Lock()
-	ml := l.model(a.cfg.Now())
-	a.mu.Unlock()
-	b, err := json.Marshal(&ml)
-	if err != nil {
-		return ml, fmt.Errorf("encode lease %s: %w", ml.Addr, err)
-	}
-	rev, err := a.st.Put(ctx, model.KindLeases, ml.Addr, b, store.AnyRevision, nil)
-	if err != nil {
-		return ml, fmt.Errorf("store lease %s: %w", ml.Addr, err)
-	}
-	ml.Revision = rev
-	a.mu.Lock()
-	l.stored = true
-	a.mu.Unlock()
-	return ml, nil
 }

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -91,10 +92,24 @@ func (e *env) dora(t testing.TB, mac string) netip.Addr {
 	if err != nil || ack.Action != dhcp.ActionAck {
 		t.Fatalf("request %s: %v %v %s", mac, err, ack.Action, ack.Reason)
 	}
+	if err := durable(ack); err != nil {
+		t.Fatalf("request %s: %v", mac, err)
+	}
 	if ack.Addr != d.Addr {
 		t.Fatalf("acked %s, offered %s", ack.Addr, d.Addr)
 	}
 	return ack.Addr
+}
+
+// durable waits for an ACK's lease write, as the server does before it
+// sends the reply.
+func durable(d dhcp.Decision) error {
+	if d.Commit == nil {
+		return errors.New("ack without Commit")
+	}
+	ch := make(chan error, 1)
+	d.Commit(func(err error) { ch <- err })
+	return <-ch
 }
 
 func (e *env) stored(t testing.TB, addr string) *model.Lease {
@@ -190,6 +205,9 @@ func TestRenewReleaseDecline(t *testing.T) {
 	d, err := e.a.Request(ctx, r)
 	if err != nil || d.Action != dhcp.ActionAck || d.NewBinding {
 		t.Fatalf("renew: %v %v new=%v", err, d.Action, d.NewBinding)
+	}
+	if err := durable(d); err != nil {
+		t.Fatal(err)
 	}
 	if got, want := e.stored(t, addr.String()).ExpireTime, e.clock.Now().Add(time.Hour); !got.Equal(want) {
 		t.Fatalf("renewed expiry %s, want %s", got, want)
@@ -340,4 +358,69 @@ func TestConcurrentClientsGetDistinctAddresses(t *testing.T) {
 
 func hex2(v int) string {
 	return string([]byte{"0123456789abcdef"[v>>4&0xf], "0123456789abcdef"[v&0xf]})
+}
+
+// failingStore fails lease writes while fail is set.
+type failingStore struct {
+	store.Store
+	fail atomic.Bool
+}
+
+func (f *failingStore) Put(ctx context.Context, kind, key string, value []byte, want int64, idx map[string][]string) (int64, error) {
+	if kind == model.KindLeases && f.fail.Load() {
+		return 0, errors.New("disk full")
+	}
+	return f.Store.Put(ctx, kind, key, value, want, idx)
+}
+
+func TestFailedWriteUndoesBinding(t *testing.T) {
+	ctx := context.Background()
+	st := &failingStore{Store: openStore(t, filepath.Join(t.TempDir(), "ironcast.db"))}
+	if err := store.Create(ctx, st, testSubnet()); err != nil {
+		t.Fatal(err)
+	}
+	a, err := ipam.New(ctx, ipam.Config{Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sel := func(mac string) *dhcp.LeaseRequest {
+		r := req(mac)
+		r.Requested, r.ServerID = netip.MustParseAddr("10.20.0.10"), link[0]
+		return r
+	}
+	st.fail.Store(true)
+	d, err := a.Request(ctx, sel("52:54:00:00:00:01"))
+	if err != nil || d.Action != dhcp.ActionAck {
+		t.Fatalf("request: %v %v", err, d.Action)
+	}
+	if err := durable(d); err == nil {
+		t.Fatal("commit reported success for a failed write")
+	}
+	if _, err := store.Get[model.Lease](ctx, st, "10.20.0.10"); !errors.Is(err, model.ErrNotFound) {
+		t.Fatalf("store after failed write: %v, want not found", err)
+	}
+	// The binding was undone: another client may take the address.
+	st.fail.Store(false)
+	d, err = a.Request(ctx, sel("52:54:00:00:00:02"))
+	if err != nil || d.Action != dhcp.ActionAck {
+		t.Fatalf("second client: %v %v %s, want ack", err, d.Action, d.Reason)
+	}
+	if err := durable(d); err != nil {
+		t.Fatal(err)
+	}
+	l, err := store.Get[model.Lease](ctx, st, "10.20.0.10")
+	if err != nil || l.Token != "52:54:00:00:00:02" || l.State != model.LeaseBound {
+		t.Fatalf("stored lease %+v (%v), want bound to the second client", l, err)
+	}
+	// A renewal whose write fails leaves the stored expiry in memory too.
+	st.fail.Store(true)
+	r := req("52:54:00:00:00:02")
+	r.ClientAddr = netip.MustParseAddr("10.20.0.10")
+	if d, err = a.Request(ctx, r); err != nil || durable(d) == nil {
+		t.Fatalf("renewal with a failing store: %v, want a failed commit", err)
+	}
+	st.fail.Store(false)
+	if err := a.Release(ctx, r); err != nil {
+		t.Fatalf("release after failed renewal: %v (binding lost)", err)
+	}
 }

@@ -148,11 +148,14 @@ func (a *Allocator) sweep(ctx context.Context) {
 			ended = append(ended, l)
 		}
 	}
+	if len(ended) == 0 {
+		a.mu.Unlock()
+		return
+	}
+	c := a.write(ended...)
 	a.mu.Unlock()
-	for _, l := range ended {
-		if err := a.persist(ctx, l); err != nil {
-			a.log.Warn("store expired lease", "addr", l.addr, "err", err)
-		}
+	if err := c.wait(ctx); err != nil {
+		a.log.Warn("store expired leases", "leases", len(ended), "err", err)
 	}
 }
 

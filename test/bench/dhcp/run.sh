@@ -5,27 +5,38 @@
 # CPU0 and perfdhcp to CPU1. For each server it prints the highest DORA
 # rate with at most 0.1 % drops, the server CPU microseconds per DORA at
 # that rate, the average DISCOVER-OFFER and REQUEST-ACK latency, and the
-# ratios to Kea; then ironcast's CPU per DORA at 1,000 and 50,000 clients
-# and a `perfdhcp -u` address-uniqueness run.
+# ratios to Kea (medians over REPS repetitions, the order of the servers
+# rotated each time); then ironcast's CPU per DORA at 1,000 and 50,000
+# clients and a `perfdhcp -u` address-uniqueness run.
+#
+# Topology: perfdhcp is a relay in its own namespace C. Its relay address
+# ($RELAY, giaddr, in the served subnet 10.40.0.0/16) sits on C's end of a
+# routed veth pair; the server namespace S holds the other end
+# ($SRV/24) and a route to $RELAY through C. Every server replies to
+# giaddr port 67 as a relay expects, so all three are measured the same
+# way. (With the relay on the server's own segment dnsmasq never answered.)
 #
 # ironcast runs with every ACK fsync'ed to its bbolt file before the reply
-# (group commit). Needs root; touches nothing outside its namespaces.
+# (group commit, see ipam/doc.go). Needs root; touches nothing outside its
+# namespaces.
 #
-#   test/bench/dhcp/run.sh            # full run (a few minutes)
+#   test/bench/dhcp/run.sh            # full run (REPS=3, ~15 minutes)
 #   QUICK=1 test/bench/dhcp/run.sh    # CI: small size, proves it works
-#   SERVERS="ironcast kea" DUR=10 test/bench/dhcp/run.sh
+#   SERVERS="ironcast kea" DUR=10 REPS=1 test/bench/dhcp/run.sh
 set -euo pipefail
 
 QUICK=${QUICK:-0}
 DUR=${DUR:-5}
 CLIENTS=${CLIENTS:-1000}
 SERVERS=${SERVERS:-"kea ironcast dnsmasq"}
-RATES=${RATES:-"125 250 500 1000 2000 4000 6000 8000 12000 16000 24000 32000"}
+RATES=${RATES:-"50 125 250 500 1000 2000 4000 6000 8000 12000 16000 24000 32000"}
 BIG=${BIG:-50000}
-FLAT_RATE=${FLAT_RATE:-2000}
+FLAT_RATE=${FLAT_RATE:-4000}
+REPS=${REPS:-3}
 if [[ $QUICK == 1 ]]; then
-	DUR=2 RATES="250 500" BIG=2000 FLAT_RATE=500
+	DUR=2 RATES="250 500" BIG=2000 FLAT_RATE=500 REPS=1
 fi
+SRV=10.50.0.1 RELAY=10.40.0.2
 
 die() { echo "run.sh: $*" >&2; exit 1; }
 [[ $EUID -eq 0 ]] || die "needs root (network namespaces)"
@@ -54,11 +65,13 @@ trap cleanup EXIT
 ip netns add $S
 ip netns add $C
 ip link add $VS netns $S type veth peer name $VC netns $C
-ip -n $S addr add 10.40.0.1/16 dev $VS
-ip -n $C addr add 10.40.0.2/16 dev $VC
+ip -n $S addr add $SRV/24 dev $VS
+ip -n $C addr add 10.50.0.2/24 dev $VC
+ip -n $C addr add $RELAY/32 dev $VC
 for n in $S $C; do ip -n $n link set lo up; done
 ip -n $S link set $VS up
 ip -n $C link set $VC up
+ip -n $S route add $RELAY/32 via 10.50.0.2
 
 (cd "$ROOT" && go build -o "$WORK/dhcpserver" ./test/bench/dhcp/dhcpserver)
 
@@ -90,14 +103,14 @@ start_server() {
 		;;
 	dnsmasq)
 		ip netns exec $S taskset -c 0 dnsmasq --no-daemon --conf-file=/dev/null --port=0 --user=root \
-			--pid-file= --interface=$VS --bind-interfaces --quiet-dhcp --dhcp-lease-max=200000 \
+			--pid-file= --interface=$VS --bind-interfaces --quiet-dhcp --no-ping --dhcp-lease-max=200000 \
 			--dhcp-range=10.40.1.0,10.40.255.254,255.255.0.0,1h --dhcp-leasefile="$WORK/dnsmasq.leases" \
 			>>"$WORK/dnsmasq.out" 2>&1 &
 		;;
 	esac
 	SP=$!
 	for _ in $(seq 10); do
-		if ip netns exec $C perfdhcp -4 -r 10 -n 3 -d 2 -W 2000000 -l 10.40.0.2 10.40.0.1 2>/dev/null |
+		if ip netns exec $C perfdhcp -4 -r 10 -n 3 -d 2 -W 2000000 -l $RELAY $SRV 2>/dev/null |
 			awk '/^received packets:/{n++; if (n==2 && $3>=1) ok=1} END{exit !ok}'; then
 			return 0
 		fi
@@ -125,7 +138,7 @@ perf() {
 	local t0 t1
 	t0=$(ticks)
 	OUT=$(ip netns exec $C taskset -c 1 perfdhcp -4 -r "$rate" -R "$clients" -p "$DUR" -W 500000 \
-		-l 10.40.0.2 "$@" 10.40.0.1 2>&1) || true
+		-l $RELAY "$@" $SRV 2>&1) || true
 	t1=$(ticks)
 	SENT=$(awk '/^sent packets:/{print $3; exit}' <<<"$OUT")
 	DONE=$(awk '/^received packets:/{n++; if(n==2) print $3}' <<<"$OUT")
@@ -145,25 +158,39 @@ perf() {
 	fi
 }
 
+# median VALUES...: the median of numbers ("-" ignored).
+median() {
+	printf '%s\n' "$@" | { grep -v '^-$' || true; } | sort -g | awk '{v[NR]=$1} END{if (NR==0) print "-"; else if (NR%2) print v[(NR+1)/2]; else print (v[NR/2]+v[NR/2+1])/2}'
+}
+
 declare -A BEST US DO RA
-printf '%-9s %7s %9s %8s %8s %9s\n' server rate sent drop% us/DORA "lat DO/RA ms"
-for srv in $SERVERS; do
-	start_server $srv
-	BEST[$srv]=0 US[$srv]=- DO[$srv]=- RA[$srv]=-
-	for r in $RATES; do
-		perf $r $CLIENTS
-		printf '%-9s %7s %9s %8s %8s %9s\n' $srv $r $SENT $DROPPCT $USPER "$LAT_DO/$LAT_RA"
-		if awk -v p=$DROPPCT 'BEGIN{exit !(p <= 0.1)}' && ((SENT >= r * DUR * 9 / 10)); then
-			BEST[$srv]=$r US[$srv]=$USPER DO[$srv]=$LAT_DO RA[$srv]=$LAT_RA
-		else
-			break
-		fi
+printf '%-4s %-9s %7s %9s %8s %8s %9s\n' rep server rate sent drop% us/DORA "lat DO/RA ms"
+read -ra ORDER <<<"$SERVERS"
+for ((rep = 1; rep <= REPS; rep++)); do
+	for srv in "${ORDER[@]}"; do
+		start_server $srv
+		b=0 u=- o=- a=-
+		for r in $RATES; do
+			perf $r $CLIENTS
+			printf '%-4s %-9s %7s %9s %8s %8s %9s\n' $rep $srv $r $SENT $DROPPCT $USPER "$LAT_DO/$LAT_RA"
+			if awk -v p=$DROPPCT 'BEGIN{exit !(p <= 0.1)}' && ((SENT >= r * DUR * 9 / 10)); then
+				b=$r u=$USPER o=$LAT_DO a=$LAT_RA
+			else
+				break
+			fi
+		done
+		stop_server
+		BEST[$srv]+="$b " US[$srv]+="$u " DO[$srv]+="$o " RA[$srv]+="$a "
 	done
-	stop_server
+	ORDER=("${ORDER[@]:1}" "${ORDER[0]}") # rotate
+done
+for srv in $SERVERS; do
+	# shellcheck disable=SC2086
+	BEST[$srv]=$(median ${BEST[$srv]}) US[$srv]=$(median ${US[$srv]}) DO[$srv]=$(median ${DO[$srv]}) RA[$srv]=$(median ${RA[$srv]})
 done
 
 echo
-echo "highest DORA rate with <= 0.1 % drops, $CLIENTS clients, ${DUR}s per step (server CPU0, perfdhcp CPU1)"
+echo "highest DORA rate with <= 0.1 % drops, $CLIENTS clients, ${DUR}s per step, median of $REPS (server CPU0, perfdhcp CPU1)"
 printf '%-9s %9s %9s %14s %10s %12s\n' server DORA/s us/DORA "avg DO/RA ms" "rate/Kea" "CPU/Kea"
 for srv in $SERVERS; do
 	rr=- cr=-
@@ -200,7 +227,7 @@ if [[ " $SERVERS " == *" ironcast "* ]]; then
 	echo
 	echo "crash: kill -9 during a perfdhcp run, restart on the same file, run again, check the store"
 	start_server ironcast
-	(ip netns exec $C taskset -c 1 perfdhcp -4 -r $FLAT_RATE -R 100000 -p $((DUR * 2)) -l 10.40.0.2 10.40.0.1 >/dev/null 2>&1 || true) &
+	(ip netns exec $C taskset -c 1 perfdhcp -4 -r $FLAT_RATE -R 100000 -p $((DUR * 2)) -l $RELAY $SRV >/dev/null 2>&1 || true) &
 	PP=$!
 	sleep $DUR
 	kill -9 $SP

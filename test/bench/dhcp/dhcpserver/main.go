@@ -24,6 +24,7 @@ import (
 	"github.com/ironcast/ironcast/model"
 	"github.com/ironcast/ironcast/store"
 	"github.com/ironcast/ironcast/store/bolt"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -96,7 +97,8 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	srv, err := dhcp.New(dhcp.Config{Interfaces: ifaces, Leases: alloc, Logger: log, Workers: *workers})
+	reg := prometheus.NewRegistry()
+	srv, err := dhcp.New(dhcp.Config{Interfaces: ifaces, Leases: alloc, Logger: log, Workers: *workers, Registerer: reg})
 	if err != nil {
 		return err
 	}
@@ -106,6 +108,7 @@ func run(ctx context.Context, args []string) error {
 	g.Go(func() error { return srv.Serve(gctx) })
 	err = g.Wait()
 	log.Info("stopped")
+	logCounters(log, reg)
 	return err
 }
 
@@ -137,4 +140,24 @@ func checkStore(ctx context.Context, st store.Store) error {
 	}
 	fmt.Printf("store check: %d leases, %d bound, %d MACs, %d problems\n", len(ls), bound, len(byMAC), len(errs))
 	return errors.Join(errs...)
+}
+
+// logCounters logs the server's counters, so that the benchmark log says
+// why requests were dropped.
+func logCounters(log *slog.Logger, reg *prometheus.Registry) {
+	mfs, err := reg.Gather()
+	if err != nil {
+		return
+	}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			if c := m.GetCounter(); c != nil {
+				var labels []string
+				for _, lp := range m.GetLabel() {
+					labels = append(labels, lp.GetName()+"="+lp.GetValue())
+				}
+				log.Info("counter", "name", mf.GetName(), "labels", strings.Join(labels, ","), "value", c.GetValue())
+			}
+		}
+	}
 }

@@ -1,0 +1,206 @@
+package ipam
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/ironcast/ironcast/model"
+	"github.com/ironcast/ironcast/store"
+)
+
+// commit is a set of lease writes on their way to the store. It finishes
+// once every lease it names has been written, by this commit's batch or a
+// later one, with the joined errors.
+type commit struct {
+	ls []*lease
+
+	mu       sync.Mutex
+	finished bool
+	err      error
+	cb       func(error)
+}
+
+// then calls cb with the commit's result: at once (in the caller's
+// goroutine) if it has finished, else from the writer when it does.
+// It is called at most once per commit.
+func (c *commit) then(cb func(error)) {
+	c.mu.Lock()
+	if c.finished {
+		err := c.err
+		c.mu.Unlock()
+		cb(err)
+		return
+	}
+	c.cb = cb
+	c.mu.Unlock()
+}
+
+func (c *commit) finish(err error) {
+	c.mu.Lock()
+	c.finished, c.err = true, err
+	cb := c.cb
+	c.cb = nil
+	c.mu.Unlock()
+	if cb != nil {
+		cb(err)
+	}
+}
+
+// wait blocks until c has finished or ctx ends. When ctx ends first the
+// write still completes; only the wait is abandoned.
+func (c *commit) wait(ctx context.Context) error {
+	ch := make(chan error, 1)
+	c.then(func(err error) { ch <- err })
+	select {
+	case err := <-ch:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("wait for lease write: %w", ctx.Err())
+	}
+}
+
+// write queues the current state of ls for the store and returns the
+// commit to wait on. Each lease's version is bumped: the write that
+// carries this version (or a later one) satisfies the commit. a.mu is
+// held.
+func (a *Allocator) write(ls ...*lease) *commit {
+	c := &commit{ls: ls}
+	for _, l := range ls {
+		l.ver++
+	}
+	a.wmu.Lock()
+	a.pending = append(a.pending, c)
+	start := !a.flushing
+	a.flushing = true
+	a.wmu.Unlock()
+	if start {
+		go a.flush()
+	}
+	return c
+}
+
+// flush is the group-commit writer: it takes every commit queued so far,
+// writes each lease they name once (its state at that moment), waits
+// until the store has made all of them durable, finishes the commits, and
+// starts over with what queued meanwhile. It runs while there is work
+// and exits when the queue is empty. A store that groups concurrent
+// writes into one transaction (store/bolt's Batch) turns each round into
+// one fsync.
+func (a *Allocator) flush() {
+	for {
+		a.wmu.Lock()
+		batch := a.pending
+		a.pending = nil
+		if len(batch) == 0 {
+			a.flushing = false
+			a.wmu.Unlock()
+			return
+		}
+		a.wmu.Unlock()
+		a.writeBatch(batch)
+	}
+}
+
+// snap is one lease write: the state written and the version it carries.
+type snap struct {
+	l   *lease
+	ver uint64
+	ml  model.Lease
+	err error
+}
+
+func (a *Allocator) writeBatch(batch []*commit) {
+	now := a.cfg.Now()
+	seen := map[*lease]*snap{}
+	var snaps []*snap
+	a.mu.Lock()
+	for _, c := range batch {
+		for _, l := range c.ls {
+			if seen[l] != nil {
+				continue
+			}
+			s := &snap{l: l, ver: l.ver, ml: l.model(now)}
+			if a.leases[l.addr] != l {
+				// Deleted through the API meanwhile: do not bring it back.
+				s.err = fmt.Errorf("lease %s was deleted", l.addr)
+			}
+			seen[l] = s
+			snaps = append(snaps, s)
+		}
+	}
+	a.mu.Unlock()
+
+	// One Put per lease, all at once, so that the store can commit them
+	// together. A bulk-write call would save the goroutines; store.Store
+	// has none.
+	ctx := context.Background() // a write whose memory state changed must complete
+	var wg sync.WaitGroup
+	for _, s := range snaps {
+		if s.err != nil {
+			continue
+		}
+		// Encoding here rather than in the goroutines keeps their stacks
+		// small: a fresh goroutine that grows its stack costs more than
+		// the encoding.
+		b, err := json.Marshal(&s.ml)
+		if err != nil {
+			s.err = fmt.Errorf("encode lease %s: %w", s.ml.Addr, err)
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := a.st.Put(ctx, model.KindLeases, s.ml.Addr, b, store.AnyRevision, nil); err != nil {
+				s.err = fmt.Errorf("store lease %s: %w", s.ml.Addr, err)
+			}
+		}()
+	}
+	wg.Wait()
+
+	a.mu.Lock()
+	for _, s := range snaps {
+		l := s.l
+		if s.err == nil {
+			l.stored = true
+			l.saved = &saved{mac: s.ml.Token, state: s.ml.State, expire: s.ml.ExpireTime, hostname: s.ml.Hostname}
+			continue
+		}
+		a.log.Warn("lease write failed; reply dropped, lease reverted", "addr", l.addr, "mac", s.ml.Token, "state", s.ml.State, "err", s.err)
+		if l.ver != s.ver || a.leases[l.addr] != l {
+			continue // changed since: a later write is queued for it
+		}
+		l.revert(now)
+	}
+	a.mu.Unlock()
+	for _, c := range batch {
+		var errs []error
+		for _, l := range c.ls {
+			errs = append(errs, seen[l].err)
+		}
+		c.finish(errors.Join(errs...))
+	}
+}
+
+// saved is the state of a lease the store last acknowledged.
+type saved struct {
+	mac      string
+	state    model.LeaseState
+	expire   time.Time
+	hostname string
+}
+
+// revert puts l back to the state the store holds after a failed write,
+// so that memory never claims a binding the store does not have. A lease
+// never stored becomes a lapsed offer, which the sweep drops. a.mu is
+// held.
+func (l *lease) revert(now time.Time) {
+	if l.saved == nil {
+		l.state, l.expire = model.LeaseOffered, now
+		return
+	}
+	l.mac, l.state, l.expire, l.hostname = l.saved.mac, l.saved.state, l.saved.expire, l.saved.hostname
+}
