@@ -48,6 +48,9 @@ func (s *Server) kindRoutes(k kindHandlers) chi.Router {
 			s.paramRoutes(r)
 			s.lifecycleRoutes(r)
 		}
+		if k.kind == model.KindPools {
+			s.poolRoutes(r)
+		}
 	})
 	return r
 }

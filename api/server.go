@@ -40,7 +40,10 @@ type Config struct {
 	// Lifecycle serves registration, actions, callbacks, timelines,
 	// metadata, explain and render; nil leaves those routes out.
 	Lifecycle Lifecycle
-	Auth      *auth.Authenticator
+	// Pools serves allocate, release and status below /api/v1/pools/NAME;
+	// nil leaves those routes out.
+	Pools Pools
+	Auth  *auth.Authenticator
 	// Bus feeds /api/v1/events; nil means a stream that only keeps alive.
 	Bus *events.Bus
 	// Info describes the server (nil: just the version).
@@ -64,6 +67,7 @@ type Config struct {
 type Server struct {
 	backend     Backend
 	lifecycle   Lifecycle
+	pools       Pools
 	auth        *auth.Authenticator
 	bus         *events.Bus
 	info        func() Info
@@ -92,7 +96,7 @@ func New(cfg Config) *Server {
 		panic("api.New: Backend and Auth are required")
 	}
 	s := &Server{
-		backend: cfg.Backend, lifecycle: cfg.Lifecycle, auth: cfg.Auth, bus: cfg.Bus, info: cfg.Info,
+		backend: cfg.Backend, lifecycle: cfg.Lifecycle, pools: cfg.Pools, auth: cfg.Auth, bus: cfg.Bus, info: cfg.Info,
 		log: cfg.Logger, version: cfg.Version, keepAlive: cfg.KeepAlive,
 		metricsAuth: cfg.MetricsAuth, done: make(chan struct{}),
 	}

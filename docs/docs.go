@@ -3305,6 +3305,203 @@ const docTemplate = `{
                 }
             }
         },
+        "/pools/{name}/allocate": {
+            "post": {
+                "security": [
+                    {
+                        "Bearer": []
+                    }
+                ],
+                "description": "Takes Count (default 1) ready machines of the pool, longest-ready first, adds the pool's profiles and params (the request's params on top), records the allocation (Owner, TTL in seconds, default the pool's AllocationTTL) and provisions them with BootEnv (default the pool's). All or nothing: with fewer ready machines than Count, nothing is allocated and the answer is 409 saying how many are ready. Concurrent requests never get the same machine. Operators and admins.",
+                "consumes": [
+                    "application/json"
+                ],
+                "produces": [
+                    "application/json"
+                ],
+                "tags": [
+                    "pools"
+                ],
+                "summary": "Allocate machines from a pool",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "description": "pool name",
+                        "name": "name",
+                        "in": "path",
+                        "required": true
+                    },
+                    {
+                        "description": "count, owner, bootenv, params, TTL",
+                        "name": "request",
+                        "in": "body",
+                        "schema": {
+                            "$ref": "#/definitions/model.AllocateRequest"
+                        }
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "OK",
+                        "schema": {
+                            "type": "array",
+                            "items": {
+                                "$ref": "#/definitions/model.Machine"
+                            }
+                        }
+                    },
+                    "400": {
+                        "description": "Bad Request",
+                        "schema": {
+                            "$ref": "#/definitions/api.ErrorResponse"
+                        }
+                    },
+                    "403": {
+                        "description": "Forbidden",
+                        "schema": {
+                            "$ref": "#/definitions/api.ErrorResponse"
+                        }
+                    },
+                    "404": {
+                        "description": "Not Found",
+                        "schema": {
+                            "$ref": "#/definitions/api.ErrorResponse"
+                        }
+                    },
+                    "409": {
+                        "description": "Conflict",
+                        "schema": {
+                            "$ref": "#/definitions/api.ErrorResponse"
+                        }
+                    },
+                    "422": {
+                        "description": "Unprocessable Entity",
+                        "schema": {
+                            "$ref": "#/definitions/api.ErrorResponse"
+                        }
+                    }
+                }
+            }
+        },
+        "/pools/{name}/release": {
+            "post": {
+                "security": [
+                    {
+                        "Bearer": []
+                    }
+                ],
+                "description": "Releases each named machine: it boots wipe (or, with the pool's SkipWipe, is ready at once), loses the profiles and params its allocation added, and its allocation. Every machine is checked first: one that is unknown (404), of another pool or in a state that cannot be released (409) fails the request and none is released. Operators and admins.",
+                "consumes": [
+                    "application/json"
+                ],
+                "produces": [
+                    "application/json"
+                ],
+                "tags": [
+                    "pools"
+                ],
+                "summary": "Release machines of a pool",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "description": "pool name",
+                        "name": "name",
+                        "in": "path",
+                        "required": true
+                    },
+                    {
+                        "description": "machine UUIDs",
+                        "name": "request",
+                        "in": "body",
+                        "required": true,
+                        "schema": {
+                            "$ref": "#/definitions/model.ReleaseRequest"
+                        }
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "OK",
+                        "schema": {
+                            "type": "array",
+                            "items": {
+                                "$ref": "#/definitions/model.Machine"
+                            }
+                        }
+                    },
+                    "400": {
+                        "description": "Bad Request",
+                        "schema": {
+                            "$ref": "#/definitions/api.ErrorResponse"
+                        }
+                    },
+                    "403": {
+                        "description": "Forbidden",
+                        "schema": {
+                            "$ref": "#/definitions/api.ErrorResponse"
+                        }
+                    },
+                    "404": {
+                        "description": "Not Found",
+                        "schema": {
+                            "$ref": "#/definitions/api.ErrorResponse"
+                        }
+                    },
+                    "409": {
+                        "description": "Conflict",
+                        "schema": {
+                            "$ref": "#/definitions/api.ErrorResponse"
+                        }
+                    },
+                    "422": {
+                        "description": "Unprocessable Entity",
+                        "schema": {
+                            "$ref": "#/definitions/api.ErrorResponse"
+                        }
+                    }
+                }
+            }
+        },
+        "/pools/{name}/status": {
+            "get": {
+                "security": [
+                    {
+                        "Bearer": []
+                    }
+                ],
+                "description": "The pool's machines counted by state, how many are ready to allocate, returning (releasing or wiping), allocated, with an expiry, and expired.",
+                "produces": [
+                    "application/json"
+                ],
+                "tags": [
+                    "pools"
+                ],
+                "summary": "A pool's status",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "description": "pool name",
+                        "name": "name",
+                        "in": "path",
+                        "required": true
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "OK",
+                        "schema": {
+                            "$ref": "#/definitions/model.PoolStatus"
+                        }
+                    },
+                    "404": {
+                        "description": "Not Found",
+                        "schema": {
+                            "$ref": "#/definitions/api.ErrorResponse"
+                        }
+                    }
+                }
+            }
+        },
         "/profiles": {
             "get": {
                 "security": [
@@ -6100,6 +6297,36 @@ const docTemplate = `{
                 }
             }
         },
+        "model.AllocateRequest": {
+            "type": "object",
+            "properties": {
+                "bootEnv": {
+                    "description": "BootEnv to provision with; default: the pool's BootEnv.",
+                    "type": "string"
+                },
+                "count": {
+                    "description": "Count is the number of machines wanted (default 1).",
+                    "type": "integer"
+                },
+                "owner": {
+                    "description": "Owner is recorded on each allocation.",
+                    "type": "string"
+                },
+                "params": {
+                    "description": "Params are set on each machine, over the pool's Params.",
+                    "type": "object",
+                    "additionalProperties": {}
+                },
+                "reclaimable": {
+                    "description": "Reclaimable lets the reclaim loop take the machines back early to\nkeep the pool's MinReady.",
+                    "type": "boolean"
+                },
+                "ttl": {
+                    "description": "TTL is the allocation's lifetime in seconds; 0: the pool's\nAllocationTTL.",
+                    "type": "integer"
+                }
+            }
+        },
         "model.Allocation": {
             "type": "object",
             "properties": {
@@ -6652,6 +6879,49 @@ const docTemplate = `{
                 }
             }
         },
+        "model.PoolStatus": {
+            "type": "object",
+            "properties": {
+                "allocated": {
+                    "description": "Allocated is the number of machines holding an allocation.",
+                    "type": "integer"
+                },
+                "expired": {
+                    "description": "Expired is the number of allocations past their expiry, waiting\nfor the reclaim loop.",
+                    "type": "integer"
+                },
+                "expiring": {
+                    "description": "Expiring is the number of allocations with an expiry.",
+                    "type": "integer"
+                },
+                "machines": {
+                    "description": "Machines is the number of machines in the pool.",
+                    "type": "integer"
+                },
+                "minReady": {
+                    "description": "MinReady is the pool's target of ready machines.",
+                    "type": "integer"
+                },
+                "pool": {
+                    "type": "string"
+                },
+                "ready": {
+                    "description": "Ready is the number of ready machines not allocated: what an\nallocate request can get now.",
+                    "type": "integer"
+                },
+                "returning": {
+                    "description": "Returning is the number of machines releasing or wiping, on their\nway back to ready.",
+                    "type": "integer"
+                },
+                "states": {
+                    "description": "States counts the machines by lifecycle state.",
+                    "type": "object",
+                    "additionalProperties": {
+                        "type": "integer"
+                    }
+                }
+            }
+        },
         "model.Profile": {
             "type": "object",
             "properties": {
@@ -6674,6 +6944,18 @@ const docTemplate = `{
                 "params": {
                     "type": "object",
                     "additionalProperties": {}
+                }
+            }
+        },
+        "model.ReleaseRequest": {
+            "type": "object",
+            "properties": {
+                "machines": {
+                    "description": "Machines are machine UUIDs.",
+                    "type": "array",
+                    "items": {
+                        "type": "string"
+                    }
                 }
             }
         },

@@ -188,10 +188,11 @@ type PoolStatus struct {
 	Returning int
 	// Allocated is the number of machines holding an allocation.
 	Allocated int
-	// Expiring is the number of allocations with an expiry; Expired of
-	// those have passed it and wait for the reclaim loop.
+	// Expiring is the number of allocations with an expiry.
 	Expiring int
-	Expired  int
+	// Expired is the number of allocations past their expiry, waiting
+	// for the reclaim loop.
+	Expired int
 	// MinReady is the pool's target of ready machines.
 	MinReady int `json:",omitempty"`
 }
