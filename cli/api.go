@@ -70,6 +70,9 @@ func (a *app) addAPICommands(root *cobra.Command) {
 		switch kind {
 		case model.KindMachines:
 			keyed = append(keyed, a.machineParamsCmd(), a.machineSetCmd())
+			keyed = append(keyed, a.machineLifecycleCmds()...)
+		case model.KindBootEnvs:
+			g.AddCommand(a.bootenvBuildCmd())
 		case model.KindUsers:
 			keyed = append(keyed, a.userTokenCmd(), a.userPasswordCmd())
 		}

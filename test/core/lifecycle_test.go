@@ -216,3 +216,43 @@ func TestMachineLifecycleAndTokenScope(t *testing.T) {
 		}
 	}
 }
+
+// TestLifecycleCLI drives provision, render, explain and timeline through
+// the CLI with no flags.
+func TestLifecycleCLI(t *testing.T) {
+	s := newServer(t)
+	s.start()
+	out, errOut, code := s.cli("", "machines", "create", `{"Name":"c1","HardwareAddrs":["52:54:00:c1:00:01"],"Params":{"linuxkit-image":"demo"}}`)
+	if code != 0 {
+		t.Fatalf("create: %s %s", out, errOut)
+	}
+	if _, errOut, code := s.cli("", "machines", "render", "Name:c1", "ipxe"); code != 0 {
+		t.Fatalf("render: %s", errOut)
+	}
+	if _, errOut, code := s.cli("", "machines", "release", "Name:c1"); code == 0 || !strings.Contains(errOut, "409") {
+		t.Errorf("release of a discovered machine: exit %d %s, want a 409", code, errOut)
+	}
+	if _, errOut, code := s.cli("", "machines", "provision", "Name:c1", "--bootenv", "linuxkit"); code != 0 {
+		t.Fatalf("provision: %s", errOut)
+	}
+	out, errOut, code = s.cli("", "machines", "render", "Name:c1", "ipxe")
+	if code != 0 || !strings.Contains(out, "linuxkit/demo-kernel") {
+		t.Fatalf("render after provision: %d %s %s", code, out, errOut)
+	}
+	out, errOut, code = s.cli("", "machines", "explain", "Name:c1")
+	if code != 0 || !strings.Contains(out, "linuxkit-image") || !strings.Contains(out, "from machine") || !strings.Contains(out, "52:54:00:c1:00:01.ipxe") {
+		t.Fatalf("explain: %d\n%s\n%s", code, out, errOut)
+	}
+	out, errOut, code = s.cli("", "machines", "timeline", "Name:c1")
+	if code != 0 || !strings.Contains(out, "transition") || !strings.Contains(out, `"to":"provisionin`) {
+		t.Fatalf("timeline: %d\n%s\n%s", code, out, errOut)
+	}
+	_, errOut, code = s.cli("", "machines", "release", "Name:c1")
+	if code != 0 {
+		t.Fatalf("release from provisioning: %s", errOut)
+	}
+	out, _, _ = s.cli("", "machines", "show", "Name:c1")
+	if !strings.Contains(out, `"BootEnv": "wipe"`) || !strings.Contains(out, `"State": "releasing"`) {
+		t.Errorf("after release: %s", out)
+	}
+}

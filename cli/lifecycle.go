@@ -1,0 +1,216 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ironcast/ironcast/api/client"
+	"github.com/ironcast/ironcast/clientcfg"
+	"github.com/ironcast/ironcast/imagebuild"
+	"github.com/ironcast/ironcast/model"
+)
+
+// machineLifecycleCmds are the machine commands beyond the generic verbs.
+func (a *app) machineLifecycleCmds() []*cobra.Command {
+	var out []*cobra.Command
+	for _, action := range []struct{ name, short string }{
+		{"provision", "Provision a ready machine with a bootenv (--bootenv, or its pool's)"},
+		{"release", "Release a machine: it boots wipe, erases its disks and returns to ready"},
+		{"reboot", "Record a reboot request for a machine"},
+	} {
+		var bootenv string
+		cmd := &cobra.Command{
+			Use:   action.name + " UUID|Name:NAME",
+			Short: action.short,
+			Args:  exactArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				c, _, err := a.client(cmd)
+				if err != nil {
+					return err
+				}
+				key, err := resolveKey(cmd, c, model.KindMachines, args[0])
+				if err != nil {
+					return err
+				}
+				raw, err := c.Act(cmd.Context(), key, action.name, client.ActionOptions{BootEnv: bootenv})
+				if err != nil {
+					return fmt.Errorf("%s machine %s: %w", action.name, key, err)
+				}
+				return a.printer(formatJSON).value(model.KindMachines, raw)
+			},
+		}
+		if action.name == "provision" {
+			cmd.Flags().StringVar(&bootenv, "bootenv", "", "bootenv to provision with (default: the machine's pool's)")
+		}
+		out = append(out, cmd)
+	}
+	out = append(out,
+		&cobra.Command{
+			Use:   "timeline UUID|Name:NAME",
+			Short: "Show what happened to a machine: DHCP, files served, renders, transitions",
+			Args:  exactArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				c, _, err := a.client(cmd)
+				if err != nil {
+					return err
+				}
+				key, err := resolveKey(cmd, c, model.KindMachines, args[0])
+				if err != nil {
+					return err
+				}
+				tl, err := c.Timeline(cmd.Context(), key)
+				if err != nil {
+					return fmt.Errorf("timeline of machine %s: %w", key, err)
+				}
+				p := a.printer(formatTable)
+				if p.format != formatTable {
+					return p.valueOf("", tl)
+				}
+				rows := make([]json.RawMessage, len(tl))
+				for i, e := range tl {
+					attrs, _ := json.Marshal(e.Attrs)
+					rows[i], _ = json.Marshal(map[string]any{"Time": e.Time.Format(time.RFC3339Nano), "Type": e.Type, "Details": string(attrs)})
+				}
+				return p.table(timelineColumns, rows)
+			},
+		},
+		&cobra.Command{
+			Use:   "render UUID|Name:NAME PATH",
+			Short: "Show exactly what a machine would be served at PATH (ipxe, pxelinux, grub, preseed.cfg, user-data, ...)",
+			Args:  exactArgs(2),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				c, _, err := a.client(cmd)
+				if err != nil {
+					return err
+				}
+				key, err := resolveKey(cmd, c, model.KindMachines, args[0])
+				if err != nil {
+					return err
+				}
+				b, err := c.Render(cmd.Context(), key, args[1])
+				if err != nil {
+					return fmt.Errorf("render %s for machine %s: %w", args[1], key, err)
+				}
+				_, err = a.out.Write(b)
+				return err
+			},
+		},
+		&cobra.Command{
+			Use:   "explain UUID|Name:NAME",
+			Short: "Show every resolved param with its source and the files a machine would be served",
+			Args:  exactArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				c, _, err := a.client(cmd)
+				if err != nil {
+					return err
+				}
+				key, err := resolveKey(cmd, c, model.KindMachines, args[0])
+				if err != nil {
+					return err
+				}
+				raw, err := c.Explain(cmd.Context(), key)
+				if err != nil {
+					return fmt.Errorf("explain machine %s: %w", key, err)
+				}
+				p := a.printer(formatTable)
+				if p.format != formatTable {
+					return p.valueOf("", raw)
+				}
+				return a.printExplain(raw)
+			},
+		},
+	)
+	return out
+}
+
+var timelineColumns = []column{{"Time", "Time", ""}, {"Type", "Type", ""}, {"Details", "Details", ""}}
+
+// printExplain prints an explanation for people.
+func (a *app) printExplain(raw json.RawMessage) error {
+	var ex struct {
+		Name, UUID, State, BootEnv, Arch string
+		Local                            bool
+		Params                           []model.ResolvedParam
+		Files                            []struct{ Path, Source, Error string }
+		Problems                         []string
+	}
+	if err := json.Unmarshal(raw, &ex); err != nil {
+		return fmt.Errorf("decode explanation: %w", err)
+	}
+	w := a.out
+	fmt.Fprintf(w, "Machine %s (%s), state %s, arch %s, boots %s", ex.Name, ex.UUID, ex.State, ex.Arch, ex.BootEnv)
+	if ex.Local {
+		fmt.Fprint(w, " (local disk: DHCP gives no boot file)")
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "\nParams (first source wins: machine, profiles in order, bootenv, global, default):")
+	for _, p := range ex.Params {
+		v, _ := json.Marshal(p.Value)
+		fmt.Fprintf(w, "  %-28s %-40s from %s\n", p.Name, truncate(string(v), 40), p.Source)
+	}
+	fmt.Fprintln(w, "\nFiles it would be served:")
+	for _, f := range ex.Files {
+		line := fmt.Sprintf("  %-48s %s", f.Path, f.Source)
+		if f.Error != "" {
+			line += "  ERROR: " + f.Error
+		}
+		fmt.Fprintln(w, line)
+	}
+	if len(ex.Problems) > 0 {
+		fmt.Fprintln(w, "\nProblems:")
+		for _, p := range ex.Problems {
+			fmt.Fprintln(w, "  "+p)
+		}
+	}
+	return nil
+}
+
+// bootenvBuildCmd builds a bootenv's images from Debian packages.
+func (a *app) bootenvBuildCmd() *cobra.Command {
+	var arch, out, cache string
+	cmd := &cobra.Command{
+		Use:   "build discovery",
+		Short: "Build the discovery (and wipe) image from Debian packages into the boot root",
+		Long: `Build the discovery image's kernel and initramfs from a Debian linux-image
+package and busybox-static for --arch, fetched with apt-get download (no other
+downloads). The result goes to OUT/discovery/ARCH/{vmlinuz,initrd.img}; OUT
+defaults to the boot root of the local server's data dir. The build is
+reproducible: the same packages give byte-identical files (see SHA256SUMS).`,
+		Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if args[0] != model.BootEnvDiscovery {
+				return usageErrorf("only the discovery image is built (wipe uses it too), not %q", args[0])
+			}
+			if out == "" {
+				out = a.defaultBootRoot()
+			}
+			res, err := imagebuild.Build(cmd.Context(), imagebuild.Options{Arch: arch, OutDir: out, CacheDir: cache})
+			if err != nil {
+				return fmt.Errorf("build discovery for %s: %w", arch, err)
+			}
+			fmt.Fprintf(a.out, "built %s and %s\n", res.Kernel, res.Initrd)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&arch, "arch", model.ArchAMD64, "architecture: amd64 or arm64")
+	cmd.Flags().StringVar(&out, "out", "", "boot root to write into (default: DATA/boot of the local server, else ./boot)")
+	cmd.Flags().StringVar(&cache, "cache-dir", "", "where downloaded packages are kept (default: the user cache dir)")
+	return cmd
+}
+
+// defaultBootRoot is the boot root of the server this machine runs, found
+// through the local-server file, else ./boot.
+func (a *app) defaultBootRoot() string {
+	if ls, err := clientcfg.Read(); err == nil && ls.PasswordFile != "" {
+		return filepath.Join(filepath.Dir(ls.PasswordFile), "boot")
+	}
+	if wd, err := os.Getwd(); err == nil {
+		return filepath.Join(wd, "boot")
+	}
+	return "boot"
+}
