@@ -106,6 +106,10 @@ func TestRoles(t *testing.T) {
 	if err != nil || n == 0 || int64(buf.Len()) != n {
 		t.Errorf("backup: %d bytes (buffer %d), %v", n, buf.Len(), err)
 	}
+	code, h, _ := e.raw("GET", "/api/v1/backup", e.token("admin", model.RoleAdmin, ""), "", "")
+	if cd := h.Get("Content-Disposition"); code != 200 || !strings.HasPrefix(cd, `attachment; filename="ironcast-`) {
+		t.Errorf("backup: %d, Content-Disposition %q", code, cd)
+	}
 }
 
 func TestUsersNeverShowSecrets(t *testing.T) {
@@ -615,6 +619,17 @@ func TestTokens(t *testing.T) {
 	_, _, err = e.client(client.WithToken(old)).List(ctx, model.KindMachines, nil)
 	if ae := apiError(t, err, http.StatusUnauthorized); !strings.Contains(ae.Message, "expired") {
 		t.Errorf("message %q does not say expired", ae.Message)
+	}
+	// Neither tokens nor passwords reach the log, which does have one
+	// line per request with its route pattern.
+	logs := e.logs.String()
+	for _, secret := range []string{tok.Token, old, "readonly-password", adminPassword, "Bearer", "Basic "} {
+		if strings.Contains(logs, secret) {
+			t.Errorf("the log holds a secret (%.12s…)", secret)
+		}
+	}
+	if !strings.Contains(logs, "route=/api/v1/users/{key}/token") || !strings.Contains(logs, "status=401") {
+		t.Errorf("the log lacks request lines:\n%.2000s", logs)
 	}
 	// A deleted user's tokens stop working.
 	rotok := e.token("ro", model.RoleReadOnly, "")

@@ -7,9 +7,11 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -23,6 +25,7 @@ import (
 	"github.com/ironcast/ironcast/model"
 	"github.com/ironcast/ironcast/provision"
 	"github.com/ironcast/ironcast/secrets"
+	"github.com/ironcast/ironcast/store"
 	"github.com/ironcast/ironcast/store/bolt"
 
 	"net/http/httptest"
@@ -37,12 +40,43 @@ type env struct {
 	auth     *auth.Authenticator
 	key      []byte
 	bus      *events.Bus
+	logs     *lockedBuffer  // everything the server logged
 	admin    *client.Client // logs in with HTTP Basic
 	operator *client.Client
 	readonly *client.Client
 }
 
 const adminPassword = "admin-password-1"
+
+var (
+	usersOnce  sync.Once
+	usersErr   error
+	userHashes = map[string]string{}
+)
+
+// testUsers returns admin, op and ro with their password hashes.
+func testUsers(t *testing.T) []*model.User {
+	t.Helper()
+	users := []*model.User{
+		{Name: "admin", Role: model.RoleAdmin, Password: adminPassword},
+		{Name: "op", Role: model.RoleOperator, Password: "operator-password"},
+		{Name: "ro", Role: model.RoleReadOnly, Password: "readonly-password"},
+	}
+	usersOnce.Do(func() {
+		for _, u := range users {
+			if userHashes[u.Name], usersErr = auth.HashPassword(u.Password); usersErr != nil {
+				return
+			}
+		}
+	})
+	if usersErr != nil {
+		t.Fatal(usersErr)
+	}
+	for _, u := range users {
+		u.PasswordHash, u.Password = userHashes[u.Name], ""
+	}
+	return users
+}
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
@@ -66,17 +100,16 @@ func newEnv(t *testing.T) *env {
 	if err := svc.EnsureDefaults(ctx); err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, svc: svc, bus: &events.Bus{}, key: []byte(strings.Repeat("k", auth.KeySize))}
+	e := &env{t: t, svc: svc, bus: &events.Bus{}, key: []byte(strings.Repeat("k", auth.KeySize)), logs: &lockedBuffer{}}
 	e.auth, err = auth.New(auth.Config{Key: e.key, Users: e.user})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, u := range []*model.User{
-		{Name: "admin", Role: model.RoleAdmin, Password: adminPassword},
-		{Name: "op", Role: model.RoleOperator, Password: "operator-password"},
-		{Name: "ro", Role: model.RoleReadOnly, Password: "readonly-password"},
-	} {
-		if err := svc.Create(ctx, u); err != nil {
+	// The users go straight to the store with hashes made once per test
+	// binary: bcrypt is slow under -race, and provision's hashing has its
+	// own tests.
+	for _, u := range testUsers(t) {
+		if err := store.Create(ctx, st, u); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -88,6 +121,7 @@ func newEnv(t *testing.T) *env {
 			return api.Info{Version: "test", Ports: map[string]int{"api": 8092}, Features: []string{"dhcp"}}
 		},
 		KeepAlive: 50 * time.Millisecond,
+		Logger:    slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
 	e.srv = httptest.NewTLSServer(s.Handler())
 	t.Cleanup(func() {
@@ -198,4 +232,22 @@ func decodeInto[T any](t *testing.T, raw json.RawMessage) *T {
 func joinRaw(list []json.RawMessage) string {
 	b, _ := json.Marshal(list)
 	return string(b)
+}
+
+// lockedBuffer is an io.Writer safe for concurrent use.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

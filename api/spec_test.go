@@ -55,7 +55,7 @@ func TestSpecCoversRoutes(t *testing.T) {
 			}
 		}
 	}
-	srv := api.New(api.Config{Backend: nopBackend{}, Lifecycle: nopLifecycle{}, Auth: newAuthenticator(t)})
+	srv := api.New(api.Config{Backend: nopBackend{}, Lifecycle: nopLifecycle{}, Pools: nopPools{}, Auth: newAuthenticator(t)})
 	routes, ok := srv.Handler().(chi.Routes)
 	if !ok {
 		t.Fatalf("Handler is a %T, not a chi router", srv.Handler())
@@ -78,10 +78,11 @@ func TestSpecCoversRoutes(t *testing.T) {
 	}
 }
 
-// nopBackend and nopLifecycle are for tests that only walk routes.
+// nopBackend, nopLifecycle and nopPools are for tests that only walk routes.
 type (
 	nopBackend   struct{ api.Backend }
 	nopLifecycle struct{ api.Lifecycle }
+	nopPools     struct{ api.Pools }
 )
 
 func newAuthenticator(t *testing.T) *auth.Authenticator {
