@@ -162,10 +162,11 @@ func (a *Allocator) writeBatch(batch []*commit) {
 	wg.Wait()
 
 	a.mu.Lock()
+	a.rounds++
 	for _, s := range snaps {
 		l := s.l
 		if s.err == nil {
-			l.stored = true
+			l.stored, l.savedAt = true, a.rounds
 			l.saved = &saved{mac: s.ml.Token, state: s.ml.State, expire: s.ml.ExpireTime, hostname: s.ml.Hostname}
 			continue
 		}

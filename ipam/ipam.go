@@ -56,6 +56,8 @@ type Allocator struct {
 	wmu      sync.Mutex
 	pending  []*commit
 	flushing bool
+	// rounds counts the writer's completed rounds; guarded by mu.
+	rounds uint64
 }
 
 var _ dhcp.Leases = (*Allocator)(nil)
@@ -76,6 +78,8 @@ type lease struct {
 	// saved is the state the store holds, for reverting a failed write;
 	// nil if never written.
 	saved *saved
+	// savedAt is the writer round that stored saved (0: loaded by New).
+	savedAt uint64
 }
 
 // subnetState is one enabled subnet's allocation state.

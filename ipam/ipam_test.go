@@ -424,3 +424,67 @@ func TestFailedWriteUndoesBinding(t *testing.T) {
 		t.Fatalf("release after failed renewal: %v (binding lost)", err)
 	}
 }
+
+// lagStore hands the test each lease watch channel, so that the test can
+// close one as the store does when a watcher falls behind. Events are
+// never delivered on them.
+type lagStore struct {
+	store.Store
+	watches chan chan store.Event
+}
+
+func (s *lagStore) Watch(ctx context.Context, kind string) (<-chan store.Event, error) {
+	if kind != model.KindLeases {
+		return s.Store.Watch(ctx, kind)
+	}
+	ch := make(chan store.Event)
+	s.watches <- ch
+	return ch, nil
+}
+
+func TestLeaseWatchLagRereadsLeases(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	st := &lagStore{Store: openStore(t, filepath.Join(t.TempDir(), "ironcast.db")), watches: make(chan chan store.Event, 4)}
+	one := testSubnet()
+	one.ActiveEnd = one.ActiveStart // a single address
+	if err := store.Create(ctx, st, one); err != nil {
+		t.Fatal(err)
+	}
+	a, err := ipam.New(ctx, ipam.Config{Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	e := &env{st: st, a: a}
+	addr := e.dora(t, "52:54:00:00:00:01")
+	if _, err := a.Discover(ctx, req("52:54:00:00:00:02")); !errors.Is(err, dhcp.ErrExhausted) {
+		t.Fatalf("second client with the only address bound: %v, want exhausted", err)
+	}
+	w := <-st.watches
+	// The operator deletes the lease; the watch misses it and lags.
+	if err := st.Delete(ctx, model.KindLeases, addr.String(), store.AnyRevision); err != nil {
+		t.Fatal(err)
+	}
+	close(w)
+	<-st.watches // restarted
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		d, err := a.Discover(ctx, req("52:54:00:00:00:02"))
+		if err == nil {
+			if d.Addr != addr {
+				t.Fatalf("offered %s, want %s", d.Addr, addr)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("deleted lease still held after the watch restarted: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

@@ -2,6 +2,7 @@ package ipam
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"time"
 
@@ -79,9 +80,11 @@ func (a *Allocator) changed(ctx context.Context, sw, rw <-chan store.Event) {
 }
 
 // watchLeases forgets leases deleted from the store (ironcast leases
-// destroy). If the watch falls behind it is restarted; deletes missed
-// meanwhile stay in memory until the next restart.
+// destroy). Whenever the watch (re)starts, which includes after it fell
+// behind and was closed, the leases are reread so that deletes made
+// meanwhile are not missed.
 func (a *Allocator) watchLeases(ctx context.Context) {
+	first := true
 	for ctx.Err() == nil {
 		ch, err := a.st.Watch(ctx, model.KindLeases)
 		if err != nil {
@@ -90,6 +93,13 @@ func (a *Allocator) watchLeases(ctx context.Context) {
 			}
 			continue
 		}
+		if !first {
+			// Started after the watch: deletes from before are read here.
+			if err := a.syncLeases(ctx); err != nil {
+				a.log.Warn("ipam lease resync", "err", err)
+			}
+		}
+		first = false
 		for ev := range ch {
 			if ev.Type != store.Deleted {
 				continue
@@ -100,7 +110,41 @@ func (a *Allocator) watchLeases(ctx context.Context) {
 			}
 			a.forget(addr)
 		}
+		if ctx.Err() == nil {
+			a.log.Info("ipam lease watch fell behind; rereading leases")
+		}
 	}
+}
+
+// syncLeases forgets the stored leases the store no longer holds. Leases
+// never stored (offers) and leases written since the listing began are
+// kept.
+func (a *Allocator) syncLeases(ctx context.Context) error {
+	a.mu.Lock()
+	r0 := a.rounds
+	a.mu.Unlock()
+	keys := map[string]bool{}
+	if err := a.st.List(ctx, model.KindLeases, func(e store.Entry) error {
+		keys[e.Key] = true
+		return nil
+	}); err != nil {
+		return fmt.Errorf("list leases: %w", err)
+	}
+	var gone []netip.Addr
+	a.mu.Lock()
+	for addr, l := range a.leases {
+		if l.stored && l.savedAt <= r0 && !keys[addr.String()] {
+			gone = append(gone, addr)
+		}
+	}
+	a.mu.Unlock()
+	for _, addr := range gone {
+		a.forget(addr)
+	}
+	if len(gone) > 0 {
+		a.log.Info("ipam forgot leases deleted while the watch lagged", "leases", len(gone))
+	}
+	return nil
 }
 
 // forget drops the lease of addr from memory.
