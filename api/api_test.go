@@ -620,6 +620,12 @@ func TestTokens(t *testing.T) {
 	if ae := apiError(t, err, http.StatusUnauthorized); !strings.Contains(ae.Message, "expired") {
 		t.Errorf("message %q does not say expired", ae.Message)
 	}
+	// A client with basic credentials logs in by itself, and again when
+	// its token is refused.
+	basic := e.client(client.WithBasicAuth("op", "operator-password"))
+	if who, err := basic.Whoami(ctx); err != nil || who.Name != "op" {
+		t.Errorf("basic-auth client: %+v, %v", who, err)
+	}
 	// Neither tokens nor passwords reach the log, which does have one
 	// line per request with its route pattern.
 	logs := e.logs.String()

@@ -26,7 +26,7 @@
 // /api/v1/users/{name}/token, which also accepts HTTP Basic for that user.
 // /metrics is unauthenticated by default because Prometheus scrapers
 // usually have no token and the metrics hold no secrets (route patterns,
-// status codes, durations); set MetricsAuth to require any valid token.
+// status codes, durations); set MetricsAuth to require a user token.
 //
 //	@title						ironcast API
 //	@version					1

@@ -40,8 +40,8 @@ type env struct {
 	auth     *auth.Authenticator
 	key      []byte
 	bus      *events.Bus
-	logs     *lockedBuffer  // everything the server logged
-	admin    *client.Client // logs in with HTTP Basic
+	logs     *lockedBuffer // everything the server logged
+	admin    *client.Client
 	operator *client.Client
 	readonly *client.Client
 }
@@ -131,7 +131,7 @@ func newEnv(t *testing.T) *env {
 		<-done
 		st.Close()
 	})
-	e.admin = e.client(client.WithBasicAuth("admin", adminPassword))
+	e.admin = e.client(client.WithToken(e.token("admin", model.RoleAdmin, "")))
 	e.operator = e.client(client.WithToken(e.token("op", model.RoleOperator, "")))
 	e.readonly = e.client(client.WithToken(e.token("ro", model.RoleReadOnly, "")))
 	return e

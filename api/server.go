@@ -55,7 +55,8 @@ type Config struct {
 	// prometheus.Gatherer (a *prometheus.Registry) /metrics serves it.
 	// Nil means a private registry.
 	Registerer prometheus.Registerer
-	// MetricsAuth makes /metrics require a bearer token (any role).
+	// MetricsAuth makes /metrics require a user's bearer token (any role;
+	// scoped machine and registration tokens are refused).
 	MetricsAuth bool
 	// Version is reported by /api/v1/info when Info is nil.
 	Version string

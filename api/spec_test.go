@@ -3,6 +3,7 @@ package api_test
 import (
 	"context"
 	"net/http"
+	"net/http/httptest"
 	"regexp"
 	"slices"
 	"sort"
@@ -87,9 +88,45 @@ type (
 
 func newAuthenticator(t *testing.T) *auth.Authenticator {
 	t.Helper()
-	a, err := auth.New(auth.Config{Key: make([]byte, auth.KeySize), Users: func(context.Context, string) (*model.User, error) { return nil, model.ErrNotFound }})
+	a, err := auth.New(auth.Config{Key: make([]byte, auth.KeySize), Users: func(_ context.Context, name string) (*model.User, error) {
+		if name == "ro" {
+			return &model.User{Name: "ro", Role: model.RoleReadOnly}, nil
+		}
+		return nil, model.ErrNotFound
+	}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return a
+}
+
+func TestMetricsAuth(t *testing.T) {
+	a := newAuthenticator(t)
+	srv := httptest.NewServer(api.New(api.Config{Backend: nopBackend{}, Auth: a, MetricsAuth: true}).Handler())
+	defer srv.Close()
+	tok, _, err := a.Issue(auth.Principal{Name: "ro", Role: model.RoleReadOnly}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	machine, _, err := a.Issue(auth.Principal{Name: "ro", Role: model.RoleReadOnly, Scope: auth.MachineScope("u1")}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, token string
+		want        int
+	}{{"no token", "", 401}, {"readonly user token", tok, 200}, {"machine token", machine, 403}} {
+		req, _ := http.NewRequest("GET", srv.URL+"/metrics", nil)
+		if tc.token != "" {
+			req.Header.Set("Authorization", "Bearer "+tc.token)
+		}
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("%s: %d, want %d", tc.name, resp.StatusCode, tc.want)
+		}
+	}
 }
