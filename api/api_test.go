@@ -518,6 +518,12 @@ func TestSecureParams(t *testing.T) {
 	clearOK("operator list decode", joinRaw(list))
 	_, _, err := ro.Get(ctx, model.KindMachines, m.UUID, true)
 	apiError(t, err, http.StatusForbidden)
+	for _, spelling := range []string{"1", "TRUE", "t", "yes"} {
+		code, _, body := e.raw("GET", "/api/v1/machines/"+m.UUID+"?decode="+spelling, e.token("ro", model.RoleReadOnly, ""), "", "")
+		if code != http.StatusForbidden || strings.Contains(body, secret) {
+			t.Errorf("readonly decode=%s: %d %s", spelling, code, body)
+		}
+	}
 
 	agg, err := ro.AggregateParams(ctx, m.UUID, false)
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	jsonpatch "github.com/evanphx/json-patch/v5"
 	"github.com/go-chi/chi/v5"
 
+	"github.com/ironcast/ironcast/auth"
 	"github.com/ironcast/ironcast/model"
 	"github.com/ironcast/ironcast/store"
 )
@@ -74,6 +75,11 @@ func wantDecode(r *http.Request) (bool, error) {
 	b, err := strconv.ParseBool(v)
 	if err != nil {
 		return false, badRequest("decode", "decode: %q is not true or false", v)
+	}
+	if p, _ := auth.FromContext(r.Context()); b && !auth.MayDecode(p) {
+		// auth.Authorize refuses this already; checked again here because
+		// showing a secret is not a mistake to make twice.
+		return false, fmt.Errorf("secure values are shown to admins and operators only: %w", auth.ErrForbidden)
 	}
 	return b, nil
 }

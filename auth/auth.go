@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -287,13 +288,30 @@ func (a *Authenticator) Middleware(onError func(http.ResponseWriter, *http.Reque
 				onError(w, r, err)
 				return
 			}
-			if err := Authorize(p, r.Method, r.URL.EscapedPath(), r.URL.Query().Get("decode") == "true"); err != nil {
+			if err := Authorize(p, r.Method, r.URL.EscapedPath(), WantsDecode(r)); err != nil {
 				onError(w, r, err)
 				return
 			}
 			next.ServeHTTP(w, r.WithContext(WithPrincipal(r.Context(), p)))
 		})
 	}
+}
+
+// WantsDecode reports whether r asks for secure values in clear: any
+// ?decode= value that is not a false boolean ("1", "TRUE", even "yes")
+// counts, so that no spelling slips past Authorize.
+func WantsDecode(r *http.Request) bool {
+	v := r.URL.Query().Get("decode")
+	if v == "" {
+		return false
+	}
+	b, err := strconv.ParseBool(v)
+	return err != nil || b
+}
+
+// MayDecode reports whether p may see secure values in clear.
+func MayDecode(p *Principal) bool {
+	return p != nil && p.Scope == "" && (p.Role == model.RoleAdmin || p.Role == model.RoleOperator)
 }
 
 // LoadOrCreateKey reads the signing key at path, creating it (mode 0600,
