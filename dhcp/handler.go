@@ -29,6 +29,7 @@ const (
 	dropQueueFull     = "queue_full"
 	dropPanic         = "panic"
 	dropSendError     = "send_error"
+	dropInUse         = "in_use"
 )
 
 var errMalformed = errors.New("malformed packet")
@@ -77,6 +78,10 @@ type result struct {
 	ev *model.Event
 	// typ is the reply's message type, for the sent counter.
 	typ dhcpv4.MessageType
+	// probe, if valid, is to be pinged before the OFFER leaves
+	// (Decision.Probe); mac is the client's.
+	probe netip.Addr
+	mac   string
 }
 
 // handler turns one request into at most one reply. It holds no socket,
@@ -320,7 +325,10 @@ func (h *handler) offerOrAck(ctx context.Context, req *dhcpv4.DHCPv4, typ dhcpv4
 	if v, ok := req.Options[optClientUUID]; ok && proxy {
 		r.Options[optClientUUID] = v // PXE spec: proxyDHCP echoes the client GUID
 	}
-	res := &result{data: r.ToBytes(), dst: replyDest(req, r, in), commit: d.Commit, typ: typ}
+	res := &result{data: r.ToBytes(), dst: replyDest(req, r, in), commit: d.Commit, typ: typ, mac: lr.MAC}
+	if d.Probe && typ == dhcpv4.MessageTypeOffer && d.Addr.IsValid() {
+		res.probe = d.Addr
+	}
 	ev := "dhcp.offer"
 	if typ == dhcpv4.MessageTypeAck {
 		ev = "dhcp.ack"

@@ -36,6 +36,7 @@ func (f fixedLeases) Discover(context.Context, *LeaseRequest) (Decision, error) 
 func (f fixedLeases) Request(context.Context, *LeaseRequest) (Decision, error) { return f.d, nil }
 func (f fixedLeases) Release(context.Context, *LeaseRequest) error             { return nil }
 func (f fixedLeases) Decline(context.Context, *LeaseRequest) error             { return nil }
+func (f fixedLeases) Conflict(context.Context, netip.Addr, string) error       { return nil }
 func (f fixedLeases) Inform(context.Context, *LeaseRequest) (Decision, error) {
 	return Decision{Action: ActionAck, Subnet: f.d.Subnet}, nil
 }

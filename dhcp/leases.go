@@ -35,6 +35,11 @@ type Leases interface {
 	// Inform returns the subnet (and reservation) serving a client that
 	// already has an address (ClientAddr), for an ACK without a lease.
 	Inform(ctx context.Context, req *LeaseRequest) (Decision, error)
+	// Conflict records that addr, about to be offered to the client mac
+	// (a Decision with Probe), answered a ping: a host the server does
+	// not know uses it. The address is set aside and offered to no one
+	// for a while.
+	Conflict(ctx context.Context, addr netip.Addr, mac string) error
 }
 
 // Errors returned by Leases for requests that get no reply.
@@ -131,6 +136,10 @@ type Decision struct {
 	Commit func(done func(error))
 	// Reason says why a NAK was sent (option 56 and the log).
 	Reason string
+	// Probe, on an OFFER, asks the server to ping Addr first (the
+	// subnet's PingCheck, for an address new to the client). If the
+	// address answers, the server calls Conflict and asks again.
+	Probe bool
 }
 
 // Booter decides the boot information for a netbooting client.

@@ -654,3 +654,45 @@ func TestDeclineAndExhaustedRange(t *testing.T) {
 		t.Errorf("no exhaustion log:\n%s", srv.logs)
 	}
 }
+
+// TestPingCheckSkipsAddressInUse: a host the server does not know owns
+// the first address of the range. With PingCheck the server pings it
+// before the OFFER, sees the echo reply, sets the address aside and
+// offers the next one; without PingCheck (the default) it offers the
+// first address unpinged.
+func TestPingCheckSkipsAddressInUse(t *testing.T) {
+	testenv.RequireTool(t, "udhcpc")
+	testenv.RequireRoot(t)
+	srvNS, cliNS, squatNS := testenv.NewNetns(t), testenv.NewNetns(t), testenv.NewNetns(t)
+	br := srvNS.Bridge(t, "10.20.0.2/24")
+	cliIf := srvNS.AttachVeth(t, br, cliNS, "")
+	srvNS.AttachVeth(t, br, squatNS, "10.20.0.10/24")
+	for _, tc := range []struct {
+		name      string
+		pingCheck bool
+		want      string
+	}{
+		{"ping check", true, "10.20.0.11"},
+		{"default", false, "10.20.0.10"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := subnet("rack1", "10.20.0.0/24", "10.20.0.10", "10.20.0.12")
+			s.PingCheck = tc.pingCheck
+			srv := startServer(t, srvNS, []string{br}, filepath.Join(t.TempDir(), "ironcast.db"), nil, s)
+			cliNS.Run(t, "ip", "addr", "flush", "dev", cliIf)
+			ev := udhcpcOnce(t, cliNS, cliIf)
+			if ev == nil || ev["ip"] != tc.want {
+				t.Fatalf("client got %v, want %s", ev, tc.want)
+			}
+			if !tc.pingCheck {
+				return
+			}
+			if l := srv.lease(t, "10.20.0.10"); l.State != model.LeaseDeclined || l.Token != "" {
+				t.Errorf("address in use stored as %+v, want declined with no MAC", l)
+			}
+			if !strings.Contains(srv.logs.String(), "answers ping") {
+				t.Errorf("no log says why the address was skipped:\n%s", srv.logs)
+			}
+		})
+	}
+}

@@ -1,6 +1,7 @@
 package dhcp
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -57,6 +58,10 @@ type Config struct {
 	// ProxyPort is the PXE boot server port served for proxyDHCP (default
 	// 4011); -1 turns it off.
 	ProxyPort int
+	// PingTimeout is how long a ping check (Subnet.PingCheck) waits for an
+	// echo reply before the OFFER leaves (default 300 ms). The wait holds
+	// no worker: other clients' requests go on meanwhile.
+	PingTimeout time.Duration
 }
 
 func (c *Config) defaults() {
@@ -81,7 +86,13 @@ func (c *Config) defaults() {
 	if c.ProxyPort == 0 {
 		c.ProxyPort = pxePort
 	}
+	if c.PingTimeout <= 0 {
+		c.PingTimeout = 300 * time.Millisecond
+	}
 }
+
+// maxProbes bounds the addresses pinged for one DISCOVER.
+const maxProbes = 3
 
 // Server is a DHCPv4 and proxyDHCP server on a set of interfaces. Create
 // it with New, which binds every socket, then call Serve once.
@@ -100,6 +111,8 @@ type Server struct {
 	bmu   sync.Mutex
 	bound []model.Lease
 	bwake chan struct{}
+	// ping sends ping checks; nil if the ICMP socket could not be opened.
+	ping *pinger
 }
 
 type conn struct {
@@ -170,6 +183,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if err := s.refreshAddrs(); err != nil {
 		return nil, err
+	}
+	if s.ping, err = openPinger(); err != nil {
+		cfg.Logger.Warn("ping checks off: subnets with PingCheck offer without one", "err", err)
 	}
 	s.h = &handler{leases: cfg.Leases, booter: cfg.Booter, notifier: cfg.Notifier, log: cfg.Logger, m: m, ours: s.ours}
 	ok = true
@@ -243,6 +259,9 @@ func (s *Server) close() {
 	if s.addrs != nil {
 		s.addrs.Close()
 	}
+	if s.ping != nil {
+		s.ping.close()
+	}
 }
 
 // Serve handles requests until ctx ends, then stops reading, lets the
@@ -269,6 +288,9 @@ func (s *Server) Serve(ctx context.Context) error {
 			defer readers.Done()
 			return s.read(gctx, c)
 		})
+	}
+	if s.ping != nil {
+		go s.ping.read()
 	}
 	var workers sync.WaitGroup
 	for range s.cfg.Workers {
@@ -338,17 +360,24 @@ func (s *Server) read(ctx context.Context, c *conn) error {
 	}
 }
 
-// work handles one packet; a panic is counted, logged and survived.
+// work handles one packet from the queue.
 func (s *Server) work(ctx context.Context, p packet) {
-	start := time.Now()
+	defer s.pool.Put(p.buf)
+	s.handle(ctx, (*p.buf)[:p.n], p.c, p.src, 0, time.Now())
+}
+
+// handle handles one request; probes counts the addresses already pinged
+// for it. A panic is counted, logged and survived. data is not kept
+// after handle returns.
+func (s *Server) handle(ctx context.Context, data []byte, c *conn, src netip.AddrPort, probes int, start time.Time) {
+	p := packet{c: c, src: src}
 	defer func() {
-		s.pool.Put(p.buf)
 		if r := recover(); r != nil {
 			s.m.dropped(dropPanic)
 			s.cfg.Logger.Error("dhcp handler panic", "iface", p.c.link.name, "src", p.src, "panic", r, "stack", string(debug.Stack()))
 		}
 	}()
-	res, err := s.h.handle(ctx, (*p.buf)[:p.n], inbound{link: p.c.link, port: p.c.port, src: p.src})
+	res, err := s.h.handle(ctx, data, inbound{link: p.c.link, port: p.c.port, src: p.src})
 	if err != nil {
 		reason := dropMalformed
 		var de *dropError
@@ -363,12 +392,15 @@ func (s *Server) work(ctx context.Context, p packet) {
 		s.m.latency.Observe(time.Since(start).Seconds())
 		return
 	}
+	if res.probe.IsValid() && s.ping != nil {
+		s.probe(ctx, bytes.Clone(data), c, src, probes, start, res)
+		return
+	}
 	if res.commit == nil {
 		s.send(p.c, res, start)
 		return
 	}
 	// The worker moves on; the reply leaves when the lease is durable.
-	c := p.c
 	s.inflight.Add(1)
 	res.commit(func(err error) {
 		defer s.inflight.Done()
@@ -378,6 +410,36 @@ func (s *Server) work(ctx context.Context, p packet) {
 			return
 		}
 		s.send(c, res, start)
+	})
+}
+
+// probe pings the address of an OFFER and sends the OFFER if no echo
+// reply comes within PingTimeout. An address that answers is reported to
+// Leases.Conflict and the request is handled again for another address,
+// up to maxProbes addresses. The worker does not wait.
+func (s *Server) probe(ctx context.Context, data []byte, c *conn, src netip.AddrPort, probes int, start time.Time, res *result) {
+	s.inflight.Add(1)
+	s.ping.probe(res.probe, s.cfg.PingTimeout, func(alive bool) {
+		defer s.inflight.Done()
+		if !alive {
+			s.send(c, res, start)
+			return
+		}
+		log := s.cfg.Logger.With("iface", c.link.name, "mac", res.mac, "addr", res.probe)
+		log.Warn("address answers ping: in use by an unknown host, set aside")
+		if err := s.h.leases.Conflict(ctx, res.probe, res.mac); err != nil {
+			log.Warn("record address conflict", "err", err)
+		}
+		if probes+1 >= maxProbes {
+			s.m.dropped(dropInUse)
+			log.Warn("no offer: every address tried answers ping", "tried", probes+1)
+			return
+		}
+		s.inflight.Add(1)
+		go func() {
+			defer s.inflight.Done()
+			s.handle(ctx, data, c, src, probes+1, start)
+		}()
 	})
 }
 

@@ -379,6 +379,9 @@ func (a *Allocator) Discover(ctx context.Context, req *dhcp.LeaseRequest) (dhcp.
 		a.leases[addr] = l
 		ss.setUsed(addr, true)
 	}
+	// Ping an address new to the client: not one it holds or was just
+	// offered (and pinged for), nor its reservation.
+	d.Probe = ss.s.PingCheck && d.Reservation == nil && !(l.mac == req.MAC && live(l, now))
 	if !(l.mac == req.MAC && l.state == model.LeaseBound && now.Before(l.expire)) {
 		l.mac, l.state, l.expire = req.MAC, model.LeaseOffered, now.Add(a.cfg.OfferHold)
 	}
@@ -561,6 +564,27 @@ func (a *Allocator) Decline(ctx context.Context, req *dhcp.LeaseRequest) error {
 	a.mu.Unlock()
 	a.log.Warn("address declined: in use by another host, set aside", "addr", req.Requested, "mac", req.MAC, "until", now.Add(a.cfg.DeclineHold))
 	return c.wait(ctx)
+}
+
+// Conflict implements dhcp.Leases: an address that answered a ping is
+// set aside like a declined one (no MAC, DeclineHold) unless a client
+// other than mac holds it meanwhile.
+func (a *Allocator) Conflict(ctx context.Context, addr netip.Addr, mac string) error {
+	now := a.cfg.Now()
+	a.mu.Lock()
+	l := a.leases[addr]
+	if l == nil || (l.mac != mac && live(l, now)) {
+		a.mu.Unlock()
+		return nil
+	}
+	if l.sub != nil && l.sub.byMAC[l.mac] == l {
+		delete(l.sub.byMAC, l.mac)
+	}
+	l.mac, l.state, l.expire = "", model.LeaseDeclined, now.Add(a.cfg.DeclineHold)
+	a.write(l) // shown by `ironcast leases list`; no reply waits for it
+	a.mu.Unlock()
+	a.log.Warn("address in use by an unknown host (answers ping), set aside", "addr", addr, "until", now.Add(a.cfg.DeclineHold))
+	return nil
 }
 
 // Inform implements dhcp.Leases.
