@@ -49,7 +49,8 @@
 //     avoids the Sorcerer's Apprentice bug (RFC 1123 4.2.3.1). ACKs older
 //     than the window are ignored.
 //   - Unanswered windows are resent after the timeout, doubling it on
-//     each consecutive timeout up to 16x, Config.Retries times; then the
+//     each consecutive timeout up to 16x (at least 6 s, and at least
+//     twice the client's timeout option), Config.Retries times; then the
 //     transfer ends (ErrTimeout), closing its file and socket. The OACK is
 //     resent only after at least 6 s (atftp aborts on a duplicate OACK;
 //     clients recover a lost OACK or ACK 0 themselves). An ERROR packet from the client or an ICMP port unreachable

@@ -98,9 +98,19 @@ func (s *Server) transfer(ctx context.Context, req request, freq model.FileReque
 	}
 
 	p := negotiate(req.opts, limits{maxBlockSize: min(s.cfg.MaxBlockSize, pathBlockLimit(conn)), maxWindowSize: s.cfg.MaxWindowSize})
+	// The first retransmission comes after Config.Timeout, or the
+	// client's timeout option if shorter; consecutive timeouts double it up
+	// to a ceiling of at least backoffFloor (and twice the client's
+	// timeout), so that a client waiting for its own timer gets a quiet gap
+	// and re-acknowledges: atftp, after a lost ACK, ignores resent windows
+	// and repeats its ACK only after about 3 s of silence, whatever
+	// timeout it negotiated.
 	rto := s.cfg.Timeout
+	ceiling := max(16*rto, backoffFloor)
 	if p.timeoutSec > 0 {
-		rto = time.Duration(p.timeoutSec) * time.Second
+		ct := time.Duration(p.timeoutSec) * time.Second
+		rto = min(rto, ct)
+		ceiling = max(ceiling, 2*ct+rto)
 	}
 	snd := &sender{
 		conn:    conn,
@@ -109,6 +119,7 @@ func (s *Server) transfer(ctx context.Context, req request, freq model.FileReque
 		blk:     p.blockSize,
 		ws:      p.windowSize,
 		rto:     rto,
+		ceiling: ceiling,
 		retries: s.cfg.Retries,
 		pkt:     make([]byte, 4+p.blockSize),
 		in:      make([]byte, 1024),
@@ -148,13 +159,17 @@ type sender struct {
 	size    int64
 	blk     int
 	ws      int
-	rto     time.Duration
+	rto     time.Duration // first retransmission timeout
+	ceiling time.Duration // backoff limit
 	retries int
 	pkt     []byte // DATA packet buffer, 4+blk bytes
 	in      []byte // receive buffer
 	sent    int64  // distinct file bytes sent (retransmissions not counted)
 	high    int64  // highest block sent so far
 }
+
+// backoffFloor is the least ceiling of the retransmission backoff.
+const backoffFloor = 6 * time.Second
 
 // oackPatience is the least time to wait for ACK 0 before resending the
 // OACK. atftp aborts on a second OACK ("unexpected OACK"), and every client
@@ -264,12 +279,12 @@ func (s *sender) run() error {
 				return err
 			}
 		}
-		// Exponential backoff (up to 16x) on consecutive timeouts: it
-		// leaves a client whose ACK was lost a quiet gap longer than its
-		// own timeout, after which it re-acknowledges. atftp ignores
-		// repeated windows once it has sent one extra ACK, so resending
-		// at a fixed pace would keep it silent until we give up.
-		deadline := time.Now().Add(s.rto << min(tries, 4))
+		// Exponential backoff on consecutive timeouts: it leaves a
+		// client whose ACK was lost a quiet gap longer than its own
+		// timeout, after which it re-acknowledges. atftp ignores repeated
+		// windows once it has sent one extra ACK, so resending at a fixed
+		// pace would keep it silent until we give up.
+		deadline := time.Now().Add(min(s.rto<<min(tries, 20), s.ceiling))
 	wait:
 		for {
 			block, isAck, err := s.recv(deadline)
