@@ -75,6 +75,8 @@ func (a *app) addAPICommands(root *cobra.Command) {
 			g.AddCommand(a.bootenvBuildCmd())
 		case model.KindUsers:
 			keyed = append(keyed, a.userTokenCmd(), a.userPasswordCmd())
+		case model.KindPools:
+			keyed = append(keyed, a.poolCmds()...)
 		}
 		for _, c := range keyed {
 			c.ValidArgsFunction = a.completeKeys(kind)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
@@ -19,6 +20,7 @@ func TestServeFlags(t *testing.T) {
 		HTTPPort:        8091,
 		TFTPPort:        69,
 		BootProgramDirs: []string{"/usr/lib/ipxe", "/usr/lib/grub/arm64-efi/monolithic"},
+		ReclaimInterval: daemon.DefaultReclaimInterval,
 		Version:         version(),
 	}
 	tests := []struct {
@@ -37,7 +39,7 @@ func TestServeFlags(t *testing.T) {
 				"--tls-cert", "/c.pem", "--tls-key", "/k.pem",
 				"--dhcp-interface", "eth1", "--dhcp-interface", "eth2",
 				"--tftp-addr", "10.0.0.1", "--boot-program-dir", "/opt/ipxe", "--boot-program-dir", "/opt/grub",
-				"--log-level", "debug", "--log-format", "json",
+				"--log-level", "debug", "--log-format", "json", "--reclaim-interval", "45s",
 			},
 			want: func(c *daemon.Config) {
 				c.DataDir, c.Restore, c.ListenAddr = "/srv/ic", "/b.db", "10.0.0.1"
@@ -46,11 +48,13 @@ func TestServeFlags(t *testing.T) {
 				c.DHCPInterfaces = []string{"eth1", "eth2"}
 				c.TFTPAddrs = []string{"10.0.0.1"}
 				c.BootProgramDirs = []string{"/opt/ipxe", "/opt/grub"}
+				c.ReclaimInterval = 45 * time.Second
 			},
 		},
 		{name: "tls cert without key", args: []string{"--tls-cert", "/c.pem"}, wantCode: exitUsage, wantErr: "--tls-cert and --tls-key must be given together"},
 		{name: "same ports", args: []string{"--http-port", "8092"}, wantCode: exitUsage, wantErr: "both 8092"},
 		{name: "port out of range", args: []string{"--tftp-port", "70000"}, wantCode: exitUsage, wantErr: "--tftp-port 70000 is not a port"},
+		{name: "negative reclaim interval", args: []string{"--reclaim-interval", "-1s"}, wantCode: exitUsage, wantErr: "--reclaim-interval -1s is negative"},
 		{name: "bad log level", args: []string{"--log-level", "loud"}, wantCode: exitUsage, wantErr: `--log-level "loud"`},
 		{name: "bad log format", args: []string{"--log-format", "xml"}, wantCode: exitUsage, wantErr: `--log-format "xml"`},
 		{name: "port not a number", args: []string{"--api-port", "https"}, wantCode: exitUsage, wantErr: "invalid argument"},

@@ -56,6 +56,7 @@ func newAPIHandler(d apiDeps) (http.Handler, error) {
 	s := api.New(api.Config{
 		Backend:    d.svc,
 		Lifecycle:  d.svc,
+		Pools:      d.svc,
 		Auth:       d.auth,
 		Bus:        d.bus,
 		Info:       d.info.api,

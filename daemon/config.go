@@ -6,7 +6,13 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"time"
+
+	"github.com/ironcast/ironcast/provision"
 )
+
+// DefaultReclaimInterval is the pools' reclaim interval when none is set.
+const DefaultReclaimInterval = provision.DefaultReclaimInterval
 
 // Config is everything `ironcast serve` needs. Its zero value, after
 // Defaults, runs a safe server: the HTTPS API and plain HTTP boot on every
@@ -40,6 +46,10 @@ type Config struct {
 	// that are not in the boot root. Default: /usr/lib/ipxe and
 	// /usr/lib/grub/arm64-efi/monolithic.
 	BootProgramDirs []string
+	// ReclaimInterval is how often the reclaim loop releases expired
+	// allocations and long-failed machines and keeps pools' MinReady
+	// (default 30s).
+	ReclaimInterval time.Duration
 	// Logger receives structured logs; nil discards them.
 	Logger *slog.Logger
 	// Version is reported by /api/v1/info.
@@ -79,6 +89,9 @@ func (c *Config) Defaults() {
 	if len(c.BootProgramDirs) == 0 {
 		c.BootProgramDirs = []string{"/usr/lib/ipxe", "/usr/lib/grub/arm64-efi/monolithic"}
 	}
+	if c.ReclaimInterval == 0 {
+		c.ReclaimInterval = DefaultReclaimInterval
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -94,6 +107,9 @@ func (c *Config) Validate() error {
 	}
 	if c.APIPort == c.HTTPPort {
 		errs = append(errs, fmt.Errorf("--api-port and --http-port are both %d", c.APIPort))
+	}
+	if c.ReclaimInterval < 0 {
+		errs = append(errs, fmt.Errorf("--reclaim-interval %s is negative", c.ReclaimInterval))
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		errs = append(errs, errors.New("--tls-cert and --tls-key must be given together"))

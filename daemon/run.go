@@ -232,6 +232,7 @@ func Run(ctx context.Context, cfg Config) error {
 		g.Go(func() error { return dhcpServer.Serve(gctx) })
 	}
 	g.Go(func() error { return svc.Run(gctx) })
+	g.Go(func() error { return svc.RunReclaim(gctx, cfg.ReclaimInterval) })
 	g.Go(func() error { return forwardStoreEvents(gctx, st, bus, log) })
 	g.Go(func() error { tl.Run(gctx, tlSub.C); return nil })
 	err = g.Wait()
