@@ -210,7 +210,7 @@ func isEmptyBody(err error) bool {
 // streamEvents streams events as Server-Sent Events.
 //
 //	@Summary		Event stream
-//	@Description	Server-Sent Events: each event's `event:` is the model.Event Type ("created", "updated", "deleted", or a server event such as "dhcp.ack") and its `data:` the JSON model.Event. Comments are sent as keepalives. ?kind=machines keeps only one kind.
+//	@Description	Server-Sent Events: each event's `event:` is the model.Event Type ("created", "updated", "deleted", or a server event such as "dhcp.ack") and its `data:` the JSON model.Event. Comments are sent as keepalives. ?kind=machines keeps only one kind. The stream ends when the token expires.
 //	@Tags			system
 //	@Produce		text/event-stream
 //	@Param			kind	query		string	false	"only events about this kind"
@@ -244,8 +244,17 @@ func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request) error {
 	}
 	tick := time.NewTicker(s.keepAlive)
 	defer tick.Stop()
+	// The stream ends when the caller's token expires.
+	var expired <-chan time.Time
+	if p, ok := auth.FromContext(r.Context()); ok && !p.ExpiresAt.IsZero() {
+		t := time.NewTimer(time.Until(p.ExpiresAt))
+		defer t.Stop()
+		expired = t.C
+	}
 	for {
 		select {
+		case <-expired:
+			return nil
 		case <-r.Context().Done():
 			return nil
 		case <-s.done:

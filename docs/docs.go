@@ -574,7 +574,7 @@ const docTemplate = `{
                         "Bearer": []
                     }
                 ],
-                "description": "Server-Sent Events: each event's ` + "`" + `event:` + "`" + ` is the model.Event Type (\"created\", \"updated\", \"deleted\", or a server event such as \"dhcp.ack\") and its ` + "`" + `data:` + "`" + ` the JSON model.Event. Comments are sent as keepalives. ?kind=machines keeps only one kind.",
+                "description": "Server-Sent Events: each event's ` + "`" + `event:` + "`" + ` is the model.Event Type (\"created\", \"updated\", \"deleted\", or a server event such as \"dhcp.ack\") and its ` + "`" + `data:` + "`" + ` the JSON model.Event. Comments are sent as keepalives. ?kind=machines keeps only one kind. The stream ends when the token expires.",
                 "produces": [
                     "text/event-stream"
                 ],
