@@ -40,6 +40,9 @@ type Config struct {
 	// Lifecycle serves registration, actions, callbacks, timelines,
 	// metadata, explain and render; nil leaves those routes out.
 	Lifecycle Lifecycle
+	// Files serves /api/v1/isos and /api/v1/files (uploads into the boot
+	// root); nil leaves those routes out.
+	Files BootFiles
 	// Pools serves allocate, release and status below /api/v1/pools/NAME;
 	// nil leaves those routes out.
 	Pools Pools
@@ -68,6 +71,7 @@ type Config struct {
 type Server struct {
 	backend     Backend
 	lifecycle   Lifecycle
+	files       BootFiles
 	pools       Pools
 	auth        *auth.Authenticator
 	bus         *events.Bus
@@ -97,7 +101,7 @@ func New(cfg Config) *Server {
 		panic("api.New: Backend and Auth are required")
 	}
 	s := &Server{
-		backend: cfg.Backend, lifecycle: cfg.Lifecycle, pools: cfg.Pools, auth: cfg.Auth, bus: cfg.Bus, info: cfg.Info,
+		backend: cfg.Backend, lifecycle: cfg.Lifecycle, files: cfg.Files, pools: cfg.Pools, auth: cfg.Auth, bus: cfg.Bus, info: cfg.Info,
 		log: cfg.Logger, version: cfg.Version, keepAlive: cfg.KeepAlive,
 		metricsAuth: cfg.MetricsAuth, done: make(chan struct{}),
 	}
@@ -183,6 +187,7 @@ func (s *Server) routes() http.Handler {
 		r.Group(func(r chi.Router) {
 			r.Use(s.auth.Middleware(s.writeError))
 			s.systemRoutes(r)
+			s.fileRoutes(r)
 			for _, k := range kindTable {
 				r.Mount("/"+k.kind, s.kindRoutes(k))
 			}
@@ -197,9 +202,14 @@ func badRequestStatus(status int, format string, args ...any) error {
 	return e
 }
 
-// limitBody caps request bodies at MaxBodyBytes.
+// limitBody caps request bodies at MaxBodyBytes, except uploads into the
+// boot root (ISOs are gigabytes), which stream to disk.
 func limitBody(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if isUpload(r) {
+			next.ServeHTTP(w, r)
+			return
+		}
 		if r.ContentLength > MaxBodyBytes {
 			writeJSON(w, http.StatusRequestEntityTooLarge, ErrorResponse{Message: "request body is larger than " + strconv.Itoa(MaxBodyBytes) + " bytes"})
 			return
