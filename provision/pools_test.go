@@ -688,3 +688,38 @@ func TestFreeMachinesOrder(t *testing.T) {
 		t.Errorf("free machines (-got +want):\n%s", diff)
 	}
 }
+
+// TestAllocateRollsBack makes provisioning fail after the machines were
+// claimed (the pool names a profile deleted since) and checks that every
+// claimed machine is put back as it was.
+func TestAllocateRollsBack(t *testing.T) {
+	ctx := context.Background()
+	svc, clk, ev := newPoolService(t)
+	ms := readyMachines(t, svc, clk, "web", 3)
+	if _, err := svc.Delete(ctx, model.KindProfiles, "web-base", store.AnyRevision); err != nil {
+		t.Fatal(err)
+	}
+	ev.summary()
+
+	_, err := svc.Allocate(ctx, "web", AllocateRequest{Count: 2})
+	var fields []string
+	for _, ve := range model.ValidationErrors(err) {
+		fields = append(fields, ve.Field)
+	}
+	if !slices.Contains(fields, "Profiles[0]") {
+		t.Fatalf("err = %v, want the missing profile named", err)
+	}
+	for _, m := range ms {
+		got := getMachine(t, svc, m.UUID)
+		if got.State != model.StateReady || got.Allocation != nil || got.Profiles != nil || got.Params != nil || got.BootEnv != m.BootEnv {
+			t.Errorf("machine %s after a failed allocation: %s on %s, allocation %+v, profiles %v, params %v",
+				m.Name, got.State, got.BootEnv, got.Allocation, got.Profiles, got.Params)
+		}
+	}
+	if got := ev.summary(); got != nil {
+		t.Errorf("a failed allocation published %v", got)
+	}
+	if st, err := svc.PoolStatus(ctx, "web"); err != nil || st.Ready != 3 {
+		t.Errorf("status %+v, %v; want 3 ready", st, err)
+	}
+}
