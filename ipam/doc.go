@@ -8,8 +8,17 @@
 // reservation, a scan cursor, and a MAC → lease index; all leases by
 // address. The store is the durable record. New loads subnets,
 // reservations and leases; Run watches subnets and reservations and
-// applies API edits without a restart, and marks bound leases whose time
-// ran out as expired.
+// applies API edits without a restart, forgets leases deleted through the
+// API (rereading the leases whenever its watch falls behind, so that no
+// delete is missed), and marks bound leases whose time ran out as
+// expired.
+//
+// # Ping check
+//
+// For a subnet with PingCheck, Discover asks the server (Decision.Probe)
+// to ping an address new to the client before offering it; an address
+// that answers is recorded by Conflict as declined, with no MAC, for
+// DeclineHold, and the next address is chosen.
 //
 // # Address choice
 //
