@@ -135,6 +135,7 @@ func (a *app) rootCmd() *cobra.Command {
 
 	root.AddCommand(a.serveCmd(), a.versionCmd())
 	a.addAPICommands(root)
+	a.addFileCommands(root)
 	return root
 }
 

@@ -47,6 +47,7 @@ type apiDeps struct {
 	version   string
 	info      info
 	timelines *provision.Timelines // fed by Run; read through svc
+	files     api.BootFiles        // uploads into the boot root; nil: no routes
 }
 
 func newAPIHandler(d apiDeps) (http.Handler, error) {
@@ -57,6 +58,7 @@ func newAPIHandler(d apiDeps) (http.Handler, error) {
 		Backend:    d.svc,
 		Lifecycle:  d.svc,
 		Pools:      d.svc,
+		Files:      d.files,
 		Auth:       d.auth,
 		Bus:        d.bus,
 		Info:       d.info.api,

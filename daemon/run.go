@@ -22,6 +22,7 @@ import (
 
 	"github.com/ironcast/ironcast/auth"
 	"github.com/ironcast/ironcast/bootenvs"
+	"github.com/ironcast/ironcast/bootfiles"
 	"github.com/ironcast/ironcast/bootfs"
 	"github.com/ironcast/ironcast/clientcfg"
 	"github.com/ironcast/ironcast/dhcp"
@@ -127,6 +128,11 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer src.Close()
+	files, err := bootfiles.New(bootfiles.Config{Root: bootRoot, Logger: log.With("component", "bootfiles")})
+	if err != nil {
+		return err
+	}
+	defer files.Close()
 	tl := svc.Timelines()
 	tlSub := bus.Subscribe(4096, nil)
 	defer tlSub.Close()
@@ -196,7 +202,7 @@ func Run(ctx context.Context, cfg Config) error {
 
 	apiHandler, err := newAPIHandler(apiDeps{
 		svc: svc, auth: authn, bus: bus, reg: reg, log: log.With("component", "api"),
-		version: cfg.Version, timelines: tl,
+		version: cfg.Version, timelines: tl, files: files,
 		info: info{Version: cfg.Version, APIPort: cfg.APIPort, HTTPPort: cfg.HTTPPort, TFTPPort: cfg.TFTPPort,
 			TFTP: len(tftpServers) > 0, DHCP: cfg.DHCPInterfaces},
 	})
