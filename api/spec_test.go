@@ -56,7 +56,7 @@ func TestSpecCoversRoutes(t *testing.T) {
 			}
 		}
 	}
-	srv := api.New(api.Config{Backend: nopBackend{}, Lifecycle: nopLifecycle{}, Pools: nopPools{}, Auth: newAuthenticator(t)})
+	srv := api.New(api.Config{Backend: nopBackend{}, Lifecycle: nopLifecycle{}, Pools: nopPools{}, Files: nopFiles{}, Auth: newAuthenticator(t)})
 	routes, ok := srv.Handler().(chi.Routes)
 	if !ok {
 		t.Fatalf("Handler is a %T, not a chi router", srv.Handler())
@@ -84,6 +84,7 @@ type (
 	nopBackend   struct{ api.Backend }
 	nopLifecycle struct{ api.Lifecycle }
 	nopPools     struct{ api.Pools }
+	nopFiles     struct{ api.BootFiles }
 )
 
 func newAuthenticator(t *testing.T) *auth.Authenticator {

@@ -612,6 +612,192 @@ const docTemplate = `{
                 }
             }
         },
+        "/files": {
+            "get": {
+                "security": [
+                    {
+                        "Bearer": []
+                    }
+                ],
+                "description": "The regular files at or below ?prefix= (all when empty), sorted by path, with their sha256 when ?sha256=true.",
+                "produces": [
+                    "application/json"
+                ],
+                "tags": [
+                    "files"
+                ],
+                "summary": "List boot files",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "description": "directory or file below the boot root",
+                        "name": "prefix",
+                        "in": "query"
+                    },
+                    {
+                        "type": "boolean",
+                        "description": "compute each file's sha256",
+                        "name": "sha256",
+                        "in": "query"
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "OK",
+                        "schema": {
+                            "type": "array",
+                            "items": {
+                                "$ref": "#/definitions/bootfiles.Entry"
+                            }
+                        }
+                    },
+                    "401": {
+                        "description": "Unauthorized",
+                        "schema": {
+                            "$ref": "#/definitions/api.ErrorResponse"
+                        }
+                    },
+                    "422": {
+                        "description": "Unprocessable Entity",
+                        "schema": {
+                            "$ref": "#/definitions/api.ErrorResponse"
+                        }
+                    }
+                }
+            }
+        },
+        "/files/{path}": {
+            "put": {
+                "security": [
+                    {
+                        "Bearer": []
+                    }
+                ],
+                "description": "Streams the body to PATH in the boot root (for example linuxkit/NAME-kernel or discovery/amd64/vmlinuz), replacing the file there whole or not at all. Path components are letters, digits and ._+~@=,- and do not start with a dot. The body is not bounded by the API's 16 MiB limit.",
+                "consumes": [
+                    "application/octet-stream"
+                ],
+                "produces": [
+                    "application/json"
+                ],
+                "tags": [
+                    "files"
+                ],
+                "summary": "Upload a boot file",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "description": "path below the boot root",
+                        "name": "path",
+                        "in": "path",
+                        "required": true
+                    },
+                    {
+                        "description": "the file's contents",
+                        "name": "file",
+                        "in": "body",
+                        "required": true,
+                        "schema": {
+                            "type": "string"
+                        }
+                    }
+                ],
+                "responses": {
+                    "201": {
+                        "description": "Created",
+                        "schema": {
+                            "$ref": "#/definitions/bootfiles.Result"
+                        }
+                    },
+                    "400": {
+                        "description": "Bad Request",
+                        "schema": {
+                            "$ref": "#/definitions/api.ErrorResponse"
+                        }
+                    },
+                    "401": {
+                        "description": "Unauthorized",
+                        "schema": {
+                            "$ref": "#/definitions/api.ErrorResponse"
+                        }
+                    },
+                    "403": {
+                        "description": "Forbidden",
+                        "schema": {
+                            "$ref": "#/definitions/api.ErrorResponse"
+                        }
+                    },
+                    "409": {
+                        "description": "Conflict",
+                        "schema": {
+                            "$ref": "#/definitions/api.ErrorResponse"
+                        }
+                    },
+                    "422": {
+                        "description": "Unprocessable Entity",
+                        "schema": {
+                            "$ref": "#/definitions/api.ErrorResponse"
+                        }
+                    },
+                    "507": {
+                        "description": "Insufficient Storage",
+                        "schema": {
+                            "$ref": "#/definitions/api.ErrorResponse"
+                        }
+                    }
+                }
+            },
+            "delete": {
+                "security": [
+                    {
+                        "Bearer": []
+                    }
+                ],
+                "description": "Removes the file, or the whole directory tree, at PATH. A tree disappears at once.",
+                "tags": [
+                    "files"
+                ],
+                "summary": "Delete a boot file or tree",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "description": "path below the boot root",
+                        "name": "path",
+                        "in": "path",
+                        "required": true
+                    }
+                ],
+                "responses": {
+                    "204": {
+                        "description": "No Content"
+                    },
+                    "401": {
+                        "description": "Unauthorized",
+                        "schema": {
+                            "$ref": "#/definitions/api.ErrorResponse"
+                        }
+                    },
+                    "403": {
+                        "description": "Forbidden",
+                        "schema": {
+                            "$ref": "#/definitions/api.ErrorResponse"
+                        }
+                    },
+                    "404": {
+                        "description": "Not Found",
+                        "schema": {
+                            "$ref": "#/definitions/api.ErrorResponse"
+                        }
+                    },
+                    "422": {
+                        "description": "Unprocessable Entity",
+                        "schema": {
+                            "$ref": "#/definitions/api.ErrorResponse"
+                        }
+                    }
+                }
+            }
+        },
         "/info": {
             "get": {
                 "security": [
@@ -635,6 +821,180 @@ const docTemplate = `{
                     },
                     "401": {
                         "description": "Unauthorized",
+                        "schema": {
+                            "$ref": "#/definitions/api.ErrorResponse"
+                        }
+                    }
+                }
+            }
+        },
+        "/isos": {
+            "get": {
+                "security": [
+                    {
+                        "Bearer": []
+                    }
+                ],
+                "description": "The files in isos/ of the boot root, with their sha256 when ?sha256=true (which reads every ISO).",
+                "produces": [
+                    "application/json"
+                ],
+                "tags": [
+                    "isos"
+                ],
+                "summary": "List ISOs",
+                "parameters": [
+                    {
+                        "type": "boolean",
+                        "description": "compute each file's sha256",
+                        "name": "sha256",
+                        "in": "query"
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "OK",
+                        "schema": {
+                            "type": "array",
+                            "items": {
+                                "$ref": "#/definitions/bootfiles.Entry"
+                            }
+                        }
+                    },
+                    "401": {
+                        "description": "Unauthorized",
+                        "schema": {
+                            "$ref": "#/definitions/api.ErrorResponse"
+                        }
+                    }
+                }
+            }
+        },
+        "/isos/{name}": {
+            "post": {
+                "security": [
+                    {
+                        "Bearer": []
+                    }
+                ],
+                "description": "Streams the body (the image, not JSON) to isos/NAME in the boot root, checks its sha256 against every bootenv architecture whose IsoFile is NAME (or against ?sha256=), and extracts its ISO 9660 contents (Rock Ridge names) into BOOTENV/ARCH/ for each of them. A wrong checksum is refused with 422 naming both sums, and nothing is kept; an interrupted upload leaves the old ISO and trees as they were. The body is not bounded by the API's 16 MiB limit.",
+                "consumes": [
+                    "application/octet-stream"
+                ],
+                "produces": [
+                    "application/json"
+                ],
+                "tags": [
+                    "isos"
+                ],
+                "summary": "Upload an ISO",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "description": "file name, e.g. ubuntu-24.04.1-live-server-amd64.iso",
+                        "name": "name",
+                        "in": "path",
+                        "required": true
+                    },
+                    {
+                        "type": "string",
+                        "description": "expected sha256, overriding the bootenvs'",
+                        "name": "sha256",
+                        "in": "query"
+                    },
+                    {
+                        "description": "the ISO image",
+                        "name": "image",
+                        "in": "body",
+                        "required": true,
+                        "schema": {
+                            "type": "string"
+                        }
+                    }
+                ],
+                "responses": {
+                    "201": {
+                        "description": "Created",
+                        "schema": {
+                            "$ref": "#/definitions/bootfiles.Result"
+                        }
+                    },
+                    "400": {
+                        "description": "Bad Request",
+                        "schema": {
+                            "$ref": "#/definitions/api.ErrorResponse"
+                        }
+                    },
+                    "401": {
+                        "description": "Unauthorized",
+                        "schema": {
+                            "$ref": "#/definitions/api.ErrorResponse"
+                        }
+                    },
+                    "403": {
+                        "description": "Forbidden",
+                        "schema": {
+                            "$ref": "#/definitions/api.ErrorResponse"
+                        }
+                    },
+                    "422": {
+                        "description": "Unprocessable Entity",
+                        "schema": {
+                            "$ref": "#/definitions/api.ErrorResponse"
+                        }
+                    },
+                    "507": {
+                        "description": "Insufficient Storage",
+                        "schema": {
+                            "$ref": "#/definitions/api.ErrorResponse"
+                        }
+                    }
+                }
+            },
+            "delete": {
+                "security": [
+                    {
+                        "Bearer": []
+                    }
+                ],
+                "description": "Removes isos/NAME. The trees extracted from it stay; remove them with DELETE /files/BOOTENV/ARCH.",
+                "tags": [
+                    "isos"
+                ],
+                "summary": "Delete an ISO",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "description": "file name",
+                        "name": "name",
+                        "in": "path",
+                        "required": true
+                    }
+                ],
+                "responses": {
+                    "204": {
+                        "description": "No Content"
+                    },
+                    "401": {
+                        "description": "Unauthorized",
+                        "schema": {
+                            "$ref": "#/definitions/api.ErrorResponse"
+                        }
+                    },
+                    "403": {
+                        "description": "Forbidden",
+                        "schema": {
+                            "$ref": "#/definitions/api.ErrorResponse"
+                        }
+                    },
+                    "404": {
+                        "description": "Not Found",
+                        "schema": {
+                            "$ref": "#/definitions/api.ErrorResponse"
+                        }
+                    },
+                    "422": {
+                        "description": "Unprocessable Entity",
                         "schema": {
                             "$ref": "#/definitions/api.ErrorResponse"
                         }
@@ -6294,6 +6654,72 @@ const docTemplate = `{
                 },
                 "scope": {
                     "type": "string"
+                }
+            }
+        },
+        "bootfiles.Entry": {
+            "type": "object",
+            "properties": {
+                "modTime": {
+                    "type": "string"
+                },
+                "path": {
+                    "description": "Path is slash-separated and relative to the root.",
+                    "type": "string"
+                },
+                "sha256": {
+                    "description": "Sha256 is the hex checksum, when asked for.",
+                    "type": "string"
+                },
+                "size": {
+                    "type": "integer",
+                    "format": "int64"
+                }
+            }
+        },
+        "bootfiles.Result": {
+            "type": "object",
+            "properties": {
+                "extracted": {
+                    "description": "Extracted lists the trees an ISO was extracted into.",
+                    "type": "array",
+                    "items": {
+                        "$ref": "#/definitions/bootfiles.Tree"
+                    }
+                },
+                "path": {
+                    "description": "Path is where the upload is, relative to the root (\"isos/x.iso\").",
+                    "type": "string"
+                },
+                "sha256": {
+                    "type": "string"
+                },
+                "size": {
+                    "type": "integer",
+                    "format": "int64"
+                }
+            }
+        },
+        "bootfiles.Tree": {
+            "type": "object",
+            "properties": {
+                "bytes": {
+                    "type": "integer",
+                    "format": "int64"
+                },
+                "dir": {
+                    "description": "Dir is the tree's directory relative to the root (\"ubuntu-24.04-install/amd64\").",
+                    "type": "string"
+                },
+                "files": {
+                    "type": "integer"
+                },
+                "skipped": {
+                    "description": "Skipped names entries that were not extracted (symlinks, names\nthat cannot be written), with why; at most maxSkipped of them.",
+                    "type": "array",
+                    "items": {
+                        "type": "string"
+                    }
                 }
             }
         },

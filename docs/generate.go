@@ -3,4 +3,4 @@
 // generated files by hand: run `go generate ./docs` (or `make spec`).
 package docs
 
-//go:generate go run github.com/swaggo/swag/cmd/swag@v1.16.6 init --quiet --generalInfo doc.go --dir ../api,../model,../provision --exclude ../api/client,../api/internal --output . --outputTypes go,json,yaml --packageName docs --parseDependency=false --parseInternal=false
+//go:generate go run github.com/swaggo/swag/cmd/swag@v1.16.6 init --quiet --generalInfo doc.go --dir ../api,../model,../provision,../bootfiles --exclude ../api/client,../api/internal --output . --outputTypes go,json,yaml --packageName docs --parseDependency=false --parseInternal=false
