@@ -16,17 +16,24 @@ import (
 // (API, DHCP, TFTP), not only the API's. Users lose their password hash.
 // It runs until ctx ends (returning nil) or the watch fails.
 func PublishStoreEvents(ctx context.Context, st store.Store, bus *events.Bus) error {
-	c, err := st.Watch(ctx, "")
-	if err != nil {
-		return fmt.Errorf("watch store: %w", err)
+	for {
+		c, err := st.Watch(ctx, "")
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("watch store: %w", err)
+		}
+		for ev := range c {
+			bus.Publish(storeEvent(ev))
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		// The watcher fell behind and was dropped: subscribers missed
+		// events, which the stream cannot replay; say so and watch again.
+		bus.Publish(model.Event{Type: "events.lost", Attrs: map[string]any{"reason": "the store watch fell behind"}})
 	}
-	for ev := range c {
-		bus.Publish(storeEvent(ev))
-	}
-	if ctx.Err() != nil {
-		return nil
-	}
-	return fmt.Errorf("watch store: the watch ended (the watcher fell behind or the store closed)")
 }
 
 // storeEvent converts a store event, adding the revision to the object.

@@ -50,7 +50,7 @@ type apiDeps struct {
 	files     api.BootFiles        // uploads into the boot root; nil: no routes
 }
 
-func newAPIHandler(d apiDeps) (http.Handler, error) {
+func newAPIServer(d apiDeps) (*api.Server, error) {
 	if d.svc == nil || d.auth == nil {
 		return nil, errors.New("api wiring: service and authenticator are required")
 	}
@@ -66,7 +66,7 @@ func newAPIHandler(d apiDeps) (http.Handler, error) {
 		Registerer: d.reg,
 		Version:    d.version,
 	})
-	return s.Handler(), nil
+	return s, nil
 }
 
 // machineRoutes serves, on the plain HTTP boot port, the few API routes a

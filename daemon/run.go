@@ -3,7 +3,6 @@ package daemon
 import (
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -20,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/ironcast/ironcast/api"
 	"github.com/ironcast/ironcast/auth"
 	"github.com/ironcast/ironcast/bootenvs"
 	"github.com/ironcast/ironcast/bootfiles"
@@ -200,7 +200,7 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}
 
-	apiHandler, err := newAPIHandler(apiDeps{
+	apiServer, err := newAPIServer(apiDeps{
 		svc: svc, auth: authn, bus: bus, reg: reg, log: log.With("component", "api"),
 		version: cfg.Version, timelines: tl, files: files,
 		info: info{Version: cfg.Version, APIPort: cfg.APIPort, HTTPPort: cfg.HTTPPort, TFTPPort: cfg.TFTPPort,
@@ -210,6 +210,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	boot := httpboot.New(httpboot.Config{Source: src, Logger: log.With("component", "httpboot"), Registerer: reg, OnServed: served})
+	apiHandler := apiServer.Handler()
 	httpHandler := machineRoutes(authn, apiHandler, boot.Handler())
 
 	endpoint := "https://" + net.JoinHostPort(localHost(cfg.ListenAddr), strconv.Itoa(cfg.APIPort))
@@ -226,9 +227,13 @@ func Run(ctx context.Context, cfg Config) error {
 	apiSrv := &http.Server{Handler: apiHandler, ReadHeaderTimeout: 10 * time.Second,
 		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
 		ErrorLog:  slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	// Closing the API server ends its event streams, which would otherwise
+	// hold shutdown for the whole grace period.
+	apiSrv.RegisterOnShutdown(apiServer.Close)
 	g.Go(func() error { return serveHTTP(gctx, apiSrv, tls.NewListener(apiLn, apiSrv.TLSConfig)) })
 	httpSrv := &http.Server{Handler: httpHandler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	httpSrv.RegisterOnShutdown(apiServer.Close)
 	g.Go(func() error { return serveHTTP(gctx, httpSrv, httpLn) })
 	for _, s := range tftpServers {
 		g.Go(func() error { return s.Serve(gctx) })
@@ -239,7 +244,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	g.Go(func() error { return svc.Run(gctx) })
 	g.Go(func() error { return svc.RunReclaim(gctx, cfg.ReclaimInterval) })
-	g.Go(func() error { return forwardStoreEvents(gctx, st, bus, log) })
+	g.Go(func() error { return api.PublishStoreEvents(gctx, st, bus) })
 	g.Go(func() error { tl.Run(gctx, tlSub.C); return nil })
 	err = g.Wait()
 	if errors.Is(err, context.Canceled) {
@@ -318,32 +323,6 @@ func (t *tokenIssuer) MachineToken(uuid string) (string, error) {
 func (t *tokenIssuer) RegisterToken() (string, error) {
 	tok, _, err := t.a.Issue(auth.Principal{Name: "discovery", Role: model.RoleReadOnly, Scope: auth.ScopeRegister}, registerTokenTTL)
 	return tok, err
-}
-
-// forwardStoreEvents publishes every committed store change on the bus,
-// with users' password hashes removed. A watch that falls behind is
-// re-established.
-func forwardStoreEvents(ctx context.Context, st store.Store, bus *events.Bus, log *slog.Logger) error {
-	for ctx.Err() == nil {
-		ch, err := st.Watch(ctx, "")
-		if err != nil {
-			return fmt.Errorf("watch store: %w", err)
-		}
-		for ev := range ch {
-			obj := json.RawMessage(ev.Value)
-			if ev.Kind == model.KindUsers {
-				var u model.User
-				if json.Unmarshal(ev.Value, &u) == nil {
-					obj, _ = json.Marshal(u.Sanitized())
-				}
-			}
-			bus.Publish(model.Event{Type: string(ev.Type), Kind: ev.Kind, Key: ev.Key, Object: obj, Attrs: map[string]any{"revision": ev.Revision}})
-		}
-		if ctx.Err() == nil {
-			log.Warn("store watch fell behind; re-watching")
-		}
-	}
-	return nil
 }
 
 // syncBootPrograms copies the iPXE and GRUB boot programs from the
