@@ -44,6 +44,7 @@ type fakeAPI struct {
 	bootEnv       string
 	state         model.MachineState
 	params        map[string]any
+	noMetadata    bool          // answer metadata.json and user-data with 500
 	changed       chan struct{} // closed and replaced on every request
 }
 
@@ -142,6 +143,10 @@ func (f *fakeAPI) metadata(w http.ResponseWriter, r *http.Request) {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.noMetadata {
+		http.Error(w, "metadata unavailable", http.StatusInternalServerError)
+		return
+	}
 	json.NewEncoder(w).Encode(map[string]any{
 		"UUID": fakeUUID, "Name": "m-525400123456", "BootEnv": f.bootEnv, "State": f.state,
 		"Params": f.params,
@@ -211,6 +216,7 @@ type qemuVM struct {
 
 type vmConfig struct {
 	arch                    string // "" (amd64) or "arm64"
+	nic                     string // QEMU NIC model; default virtio-net-pci
 	kernel, initrd, cmdline string
 	mac                     string
 	cpus, memMiB            int
@@ -285,13 +291,17 @@ func startVM(t *testing.T, cfg vmConfig, timeout time.Duration) *qemuVM {
 		args = []string{"-accel", qemuAccel(t, cfg.kernel)}
 	}
 	vm := &qemuVM{ctx: ctx, log: filepath.Join(dir, "serial.log"), exited: make(chan struct{})}
+	nic := cfg.nic
+	if nic == "" {
+		nic = "virtio-net-pci"
+	}
 	args = append(args,
 		"-m", fmt.Sprint(cfg.memMiB), "-smp", fmt.Sprint(cfg.cpus),
 		"-kernel", cfg.kernel, "-initrd", cfg.initrd, "-append", cfg.cmdline,
 		"-nographic", "-serial", "file:"+vm.log, "-monitor", "none",
 		// reboot -f ends QEMU, which is how the tests see a reboot.
 		"-no-reboot",
-		"-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0,mac="+cfg.mac,
+		"-netdev", "user,id=n0", "-device", nic+",netdev=n0,mac="+cfg.mac,
 	)
 	if cfg.disk != "" {
 		args = append(args, "-drive", "file="+cfg.disk+",format=raw,if=virtio")
@@ -417,48 +427,90 @@ func TestQEMUDiscover(t *testing.T) {
 
 func TestQEMUWipe(t *testing.T) {
 	res := realBuild(t, "amd64", ModeDiscovery)
-	api, url := newFakeAPI(t, "wipe", model.StateReleasing)
-	disk := filepath.Join(t.TempDir(), "disk.raw")
 	const mib = 1 << 20
 	const diskSize = 16 * mib
-	if err := os.WriteFile(disk, bytes.Repeat([]byte{0xAA}, diskSize), 0o644); err != nil {
-		t.Fatal(err)
+	tests := []struct {
+		name, cmdline, nic string
+		wantMiddle         byte // what the disk holds between its first and last MiB
+	}{
+		// The ends only, over QEMU's default e1000 NIC.
+		{"ends", "", "e1000", 0xAA},
+		{"full", " ironcast.wipe=full", "virtio-net-pci", 0},
 	}
-	vm := startVM(t, vmConfig{
-		kernel: res.Kernel, initrd: res.Initrd, mac: "52:54:00:12:34:57", cpus: 1, memMiB: 384, disk: disk,
-		cmdline: "console=ttyS0 ironcast.url=" + url + " ironcast.token=" + machineToken +
-			" ironcast.mode=wipe ironcast.uuid=" + fakeUUID + " ironcast.poll=1",
-	}, bootTimeout)
-	api.waitFor(t, vm, "the wiped callback", func() bool { return api.hasCallback("wiped") })
-	vm.waitSerial(t, regexp.MustCompile(`ironcast: wiped vda`))
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			api, url := newFakeAPI(t, "wipe", model.StateReleasing)
+			disk := filepath.Join(t.TempDir(), "disk.raw")
+			if err := os.WriteFile(disk, bytes.Repeat([]byte{0xAA}, diskSize), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			vm := startVM(t, vmConfig{
+				kernel: res.Kernel, initrd: res.Initrd, nic: tt.nic, mac: "52:54:00:12:34:57", cpus: 1, memMiB: 384, disk: disk,
+				cmdline: "console=ttyS0 ironcast.url=" + url + " ironcast.token=" + machineToken +
+					" ironcast.mode=wipe ironcast.uuid=" + fakeUUID + " ironcast.poll=1" + tt.cmdline,
+			}, bootTimeout)
+			api.waitFor(t, vm, "the wiped callback", func() bool { return api.hasCallback("wiped") })
+			vm.waitSerial(t, regexp.MustCompile(`ironcast: wiped vda`))
+			api.mu.Lock()
+			var events []string
+			for _, c := range api.callbacks {
+				events = append(events, c.Event)
+			}
+			api.mu.Unlock()
+			if diff := cmp.Diff(events, []string{"wiping", "wiped"}); diff != "" {
+				t.Errorf("callbacks (-got +want):\n%s", diff)
+			}
+			// The server moves the machine back to discovery; the VM reboots.
+			api.set("discovery", model.StateReady)
+			vm.waitSerial(t, regexp.MustCompile(`ironcast: rebooting into discovery`))
+			vm.waitExit(t)
+
+			got, err := os.ReadFile(disk)
+			if err != nil {
+				t.Fatal(err)
+			}
+			zero := make([]byte, mib)
+			if !bytes.Equal(got[:mib], zero) {
+				t.Errorf("first MiB of the disk is not zero")
+			}
+			if !bytes.Equal(got[diskSize-mib:], zero) {
+				t.Errorf("last MiB of the disk is not zero")
+			}
+			if !bytes.Equal(got[mib:diskSize-mib], bytes.Repeat([]byte{tt.wantMiddle}, diskSize-2*mib)) {
+				t.Errorf("the middle of the disk is not all %#x", tt.wantMiddle)
+			}
+		})
+	}
+}
+
+// TestQEMUFailure: when the image cannot do its job it reports failed with
+// the reason, offers a shell and tries again, instead of exiting init.
+func TestQEMUFailure(t *testing.T) {
+	res := realBuild(t, "amd64", ModeTest)
+	api, url := newFakeAPI(t, "linuxkit", model.StateProvisioning)
 	api.mu.Lock()
-	var events []string
+	api.noMetadata = true
+	api.mu.Unlock()
+	vm := startVM(t, vmConfig{
+		kernel: res.Kernel, initrd: res.Initrd, mac: "52:54:00:12:34:59", cpus: 1, memMiB: 384,
+		cmdline: "console=ttyS0 ironcast.url=" + url + " ironcast.token=" + machineToken + " ironcast.uuid=" + fakeUUID,
+	}, bootTimeout)
+	api.waitFor(t, vm, "the failed callback", func() bool { return api.hasCallback("failed") })
+	api.mu.Lock()
+	var reason any
 	for _, c := range api.callbacks {
-		events = append(events, c.Event)
+		if c.Event == "failed" {
+			reason = c.Body["Reason"]
+		}
 	}
 	api.mu.Unlock()
-	if diff := cmp.Diff(events, []string{"wiping", "wiped"}); diff != "" {
-		t.Errorf("callbacks (-got +want):\n%s", diff)
+	if r, _ := reason.(string); !strings.Contains(r, "could not read metadata.json or user-data") {
+		t.Errorf("failed Reason = %v, want the metadata error", reason)
 	}
-	// The server moves the machine back to discovery; the VM reboots.
-	api.set("discovery", model.StateReady)
-	vm.waitSerial(t, regexp.MustCompile(`ironcast: rebooting into discovery`))
-	vm.waitExit(t)
-
-	got, err := os.ReadFile(disk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	zero := make([]byte, mib)
-	if !bytes.Equal(got[:mib], zero) {
-		t.Errorf("first MiB of the disk is not zero")
-	}
-	if !bytes.Equal(got[diskSize-mib:], zero) {
-		t.Errorf("last MiB of the disk is not zero")
-	}
-	// Only the ends: the middle keeps its 0xAA (no full wipe asked for).
-	if !bytes.Equal(got[mib:diskSize-mib], bytes.Repeat([]byte{0xAA}, diskSize-2*mib)) {
-		t.Errorf("the middle of the disk changed; only the first and last MiB should")
+	vm.waitSerial(t, regexp.MustCompile(`ironcast: retrying in 10s`))
+	// Nothing else happened: init is still alive, so the kernel did not panic.
+	if strings.Contains(vm.serial(), "Kernel panic") {
+		t.Errorf("kernel panicked:\n%s", vm.serial())
 	}
 }
 
