@@ -136,7 +136,10 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, kind string) error
 	if err != nil {
 		return err
 	}
-	objs, err := s.backend.List(r.Context(), kind)
+	if done, err := s.listRaw(w, r, kind, lq, decode); done {
+		return err
+	}
+	objs, err := s.candidates(r.Context(), kind, lq)
 	if err != nil {
 		return err
 	}

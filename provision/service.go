@@ -574,3 +574,41 @@ func cloneObject(obj model.Object) model.Object {
 	}
 	return c
 }
+
+// errStop ends a store walk early.
+var errStop = errors.New("stop")
+
+// ListRaw calls fn with the stored JSON and revision of every object of
+// kind from offset on, at most limit (< 0: all), and returns how many
+// objects of kind there are. Built-ins are not included: callers use it
+// only for kinds without them.
+func (s *Service) ListRaw(ctx context.Context, kind string, offset, limit int, fn func(raw []byte, rev int64) error) (int, error) {
+	total, err := s.st.Count(ctx, kind)
+	if err != nil {
+		return 0, fmt.Errorf("count %s: %w", kind, err)
+	}
+	i, n := 0, 0
+	err = s.st.List(ctx, kind, func(e store.Entry) error {
+		if i++; i <= offset {
+			return nil
+		}
+		if limit >= 0 && n >= limit {
+			return errStop
+		}
+		n++
+		return fn(e.Value, e.Revision)
+	})
+	if err != nil && !errors.Is(err, errStop) {
+		return 0, fmt.Errorf("list %s: %w", kind, err)
+	}
+	return total, nil
+}
+
+// LookupBy returns the object of kind whose unique index holds value.
+func (s *Service) LookupBy(ctx context.Context, kind, index, value string) (model.Object, error) {
+	e, err := s.st.Lookup(ctx, kind, index, value)
+	if err != nil {
+		return nil, fmt.Errorf("lookup %s by %s %q: %w", kind, index, value, err)
+	}
+	return decode(kind, e)
+}

@@ -1,0 +1,109 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+
+	"github.com/ironcast/ironcast/model"
+)
+
+// RawLister lists stored objects as their stored JSON, without decoding
+// them, for lists that need no filtering or sorting: a 100,000-machine
+// list then costs a copy, not 100,000 JSON decodes and encodes. fn gets
+// each object's JSON (owned by fn) and revision, from offset on, at most
+// limit of them (limit < 0: all); total is the number of objects of kind.
+// provision.Service implements it.
+type RawLister interface {
+	ListRaw(ctx context.Context, kind string, offset, limit int, fn func(raw []byte, rev int64) error) (total int, err error)
+}
+
+// IndexLookup finds one object through a unique index (model.Object
+// Indexes), so that a filter on an indexed field is a lookup, not a scan.
+// provision.Service implements it.
+type IndexLookup interface {
+	LookupBy(ctx context.Context, kind, index, value string) (model.Object, error)
+}
+
+// rawKinds are the kinds whose stored JSON is exactly what the API shows
+// (no built-ins merged in, nothing computed, nothing to hide).
+var rawKinds = map[string]bool{
+	model.KindMachines: true, model.KindLeases: true, model.KindReservations: true,
+	model.KindSubnets: true, model.KindParams: true, model.KindProfiles: true, model.KindPools: true,
+}
+
+// indexedFields maps a kind's filterable fields to the unique index that
+// holds them.
+var indexedFields = map[string]map[string]string{
+	model.KindMachines:     {"HardwareAddrs": "mac", "Address": "ip", "Name": "name"},
+	model.KindReservations: {"Token": "mac"},
+}
+
+// listRaw serves a plain list (no filter, no sort, no decode) from the
+// stored JSON. It reports whether it served the request.
+func (s *Server) listRaw(w http.ResponseWriter, r *http.Request, kind string, lq *listQuery, decode bool) (bool, error) {
+	rl, ok := s.backend.(RawLister)
+	if !ok || !rawKinds[kind] || decode || len(lq.filters) > 0 || lq.sort != nil || lq.reverse {
+		return false, nil
+	}
+	// Build the page in memory rather than writing inside the store's read
+	// transaction: a slow client must not hold the store open.
+	var buf bytes.Buffer
+	buf.WriteByte('[')
+	n := 0
+	total, err := rl.ListRaw(r.Context(), kind, lq.offset, lq.limit, func(raw []byte, rev int64) error {
+		if n > 0 {
+			buf.WriteByte(',')
+		}
+		n++
+		writeWithRevision(&buf, raw, rev)
+		return nil
+	})
+	if err != nil {
+		return true, err
+	}
+	buf.WriteString("]\n")
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("X-Total-Count", strconv.Itoa(total))
+	w.Header().Set("Content-Length", strconv.Itoa(buf.Len()))
+	_, err = w.Write(buf.Bytes())
+	return true, err
+}
+
+// writeWithRevision writes a stored object (a JSON object written without
+// its revision) with "Revision" as its first field.
+func writeWithRevision(buf *bytes.Buffer, raw []byte, rev int64) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) < 2 || raw[0] != '{' {
+		buf.Write(raw)
+		return
+	}
+	buf.WriteString(`{"Revision":`)
+	buf.WriteString(strconv.FormatInt(rev, 10))
+	if rest := bytes.TrimSpace(raw[1:]); len(rest) > 0 && rest[0] != '}' {
+		buf.WriteByte(',')
+	}
+	buf.Write(raw[1:])
+}
+
+// candidates returns the objects a list query can match: through a unique
+// index when the query is one value of an indexed field, else all.
+func (s *Server) candidates(ctx context.Context, kind string, lq *listQuery) ([]model.Object, error) {
+	if il, ok := s.backend.(IndexLookup); ok && len(lq.filters) == 1 {
+		f := lq.filters[0]
+		if idx, ok := indexedFields[kind][f.path[0]]; ok && len(f.path) == 1 && len(f.values) == 1 {
+			obj, err := il.LookupBy(ctx, kind, idx, f.values[0])
+			if errors.Is(err, model.ErrNotFound) {
+				return nil, nil
+			}
+			if err != nil {
+				return nil, err
+			}
+			return []model.Object{obj}, nil
+		}
+	}
+	return s.backend.List(ctx, kind)
+}

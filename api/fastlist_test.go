@@ -1,0 +1,65 @@
+package api_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/ironcast/ironcast/model"
+)
+
+// TestFastPathsMatchTheGeneralPath checks that a plain list (served from
+// the stored JSON) and an indexed filter (served by a lookup) answer
+// exactly what the general decode-filter-sort path answers.
+func TestFastPathsMatchTheGeneralPath(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	for i := range 12 {
+		e.createMachine(e.admin, &model.Machine{Name: fmt.Sprintf("f%02d", i), HardwareAddrs: []string{fmt.Sprintf("52:54:00:00:0f:%02x", i)},
+			Address: fmt.Sprintf("10.9.0.%d", i+10), Params: map[string]any{"n": float64(i)}})
+	}
+	decodeAll := func(q url.Values) ([]map[string]any, int) {
+		t.Helper()
+		list, total, err := e.admin.List(ctx, "machines", q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := make([]map[string]any, len(list))
+		for i, raw := range list {
+			if err := json.Unmarshal(raw, &out[i]); err != nil {
+				t.Fatalf("item %d is not JSON: %v\n%s", i, err, raw)
+			}
+		}
+		return out, total
+	}
+	cases := []struct {
+		name        string
+		fast, slow  url.Values
+		wantTotal   int
+		wantEntries int
+	}{
+		{"all", url.Values{}, url.Values{"sort": {"UUID"}}, 12, 12},
+		{"page", url.Values{"offset": {"3"}, "limit": {"4"}}, url.Values{"sort": {"UUID"}, "offset": {"3"}, "limit": {"4"}}, 12, 4},
+		{"past the end", url.Values{"offset": {"20"}}, url.Values{"sort": {"UUID"}, "offset": {"20"}}, 12, 0},
+		{"by MAC", url.Values{"HardwareAddrs": {"52-54-00-00-0F-05"}}, url.Values{"HardwareAddrs": {"52:54:00:00:0f:05"}, "sort": {"Name"}}, 1, 1},
+		{"by unknown MAC", url.Values{"HardwareAddrs": {"52:54:00:00:0f:99"}}, url.Values{"HardwareAddrs": {"52:54:00:00:0f:99"}, "sort": {"Name"}}, 0, 0},
+		{"by address", url.Values{"Address": {"10.9.0.15"}}, url.Values{"Address": {"10.9.0.15"}, "sort": {"Name"}}, 1, 1},
+		{"by name", url.Values{"Name": {"f07"}}, url.Values{"Name": {"f07"}, "sort": {"Name"}}, 1, 1},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			fast, ft := decodeAll(c.fast)
+			slow, st := decodeAll(c.slow)
+			if ft != c.wantTotal || st != c.wantTotal || len(fast) != c.wantEntries {
+				t.Fatalf("totals fast %d slow %d entries %d, want %d and %d", ft, st, len(fast), c.wantTotal, c.wantEntries)
+			}
+			if diff := cmp.Diff(fast, slow); diff != "" {
+				t.Errorf("fast path differs (-fast +general):\n%s", diff)
+			}
+		})
+	}
+}
