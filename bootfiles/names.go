@@ -29,7 +29,7 @@ const isoDir = "isos"
 // returns a *model.ValidationError for field "name".
 func CleanName(name string) error {
 	if msg := componentProblem(name); msg != "" {
-		return model.Invalid("name", "ISO name %q %s", name, msg)
+		return model.Invalid("name", "%q %s", name, msg)
 	}
 	return nil
 }
@@ -43,18 +43,18 @@ func CleanName(name string) error {
 func CleanPath(p string) (string, error) {
 	clean := strings.TrimLeft(p, "/")
 	if clean == "" {
-		return "", model.Invalid("path", "path %q is empty", p)
+		return "", model.Invalid("path", "%q is empty", p)
 	}
 	if len(clean) > MaxPathLen {
-		return "", model.Invalid("path", "path is longer than %d bytes", MaxPathLen)
+		return "", model.Invalid("path", "is longer than %d bytes", MaxPathLen)
 	}
 	parts := strings.Split(clean, "/")
 	if len(parts) > MaxDepth {
-		return "", model.Invalid("path", "path %q has more than %d components", p, MaxDepth)
+		return "", model.Invalid("path", "%q has more than %d components", p, MaxDepth)
 	}
 	for _, c := range parts {
 		if msg := componentProblem(c); msg != "" {
-			return "", model.Invalid("path", "path %q: component %q %s", p, c, msg)
+			return "", model.Invalid("path", "%q: component %q %s", p, c, msg)
 		}
 	}
 	return clean, nil
@@ -66,6 +66,8 @@ func componentProblem(c string) string {
 	switch {
 	case c == "":
 		return "is empty"
+	case c == "." || c == "..":
+		return "is a relative reference (no . or .. components)"
 	case len(c) > MaxNameLen:
 		return "is longer than 255 bytes"
 	case c[0] == '.':
