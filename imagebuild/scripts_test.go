@@ -75,15 +75,31 @@ func hostBusybox(t *testing.T) string {
 			busyboxErr = err
 			return
 		}
-		bin, err := os.MkdirTemp("", "ironcast-busybox-")
-		if err != nil {
-			busyboxErr = err
-			return
-		}
-		for _, a := range applets {
-			if err := os.Symlink(filepath.Join(dir, "bin", "busybox"), filepath.Join(bin, a)); err != nil {
+		// One directory of applet symlinks per busybox version, kept in
+		// the shared cache and made complete before it gets its name.
+		bin := filepath.Join(cache, "busybox-applets", filepath.Base(dir))
+		if _, err := os.Stat(bin); err != nil {
+			tmp, err := os.MkdirTemp(filepath.Dir(dir), ".applets-")
+			if err != nil {
 				busyboxErr = err
 				return
+			}
+			defer os.RemoveAll(tmp)
+			for _, a := range applets {
+				if err := os.Symlink(filepath.Join(dir, "bin", "busybox"), filepath.Join(tmp, a)); err != nil {
+					busyboxErr = err
+					return
+				}
+			}
+			if err := os.MkdirAll(filepath.Dir(bin), 0o755); err != nil {
+				busyboxErr = err
+				return
+			}
+			if err := os.Rename(tmp, bin); err != nil {
+				if _, serr := os.Stat(bin); serr != nil {
+					busyboxErr = err
+					return
+				}
 			}
 		}
 		busyboxBin = bin
