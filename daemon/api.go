@@ -12,6 +12,7 @@ import (
 	"github.com/ironcast/ironcast/api"
 	"github.com/ironcast/ironcast/auth"
 	"github.com/ironcast/ironcast/events"
+	"github.com/ironcast/ironcast/model"
 	"github.com/ironcast/ironcast/provision"
 )
 
@@ -77,7 +78,14 @@ func newAPIServer(d apiDeps) (*api.Server, error) {
 // else is a boot file.
 func machineRoutes(a *auth.Authenticator, apiHandler, files http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !strings.HasPrefix(r.URL.Path, "/api/") {
+		// machines/UUID/metadata.json is the metadata document, which
+		// holds secure params in clear: it is the API's metadata route,
+		// behind the machine's own token, not a boot file.
+		if uuid, ok := metadataPath(r.URL.Path); ok {
+			r = r.Clone(r.Context())
+			r.URL.Path = "/api/v1/machines/" + uuid + "/metadata"
+			r.URL.RawPath = ""
+		} else if !strings.HasPrefix(r.URL.Path, "/api/") {
 			files.ServeHTTP(w, r)
 			return
 		}
@@ -102,4 +110,17 @@ func machineRoutes(a *auth.Authenticator, apiHandler, files http.Handler) http.H
 		}
 		apiHandler.ServeHTTP(w, r)
 	})
+}
+
+// metadataPath matches /machines/UUID/metadata.json.
+func metadataPath(p string) (string, bool) {
+	rest, ok := strings.CutPrefix(p, "/machines/")
+	if !ok {
+		return "", false
+	}
+	uuid, file, ok := strings.Cut(rest, "/")
+	if !ok || file != "metadata.json" || !model.ValidUUID(uuid) {
+		return "", false
+	}
+	return uuid, true
 }

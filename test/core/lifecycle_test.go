@@ -96,6 +96,8 @@ func TestMachineLifecycleAndTokenScope(t *testing.T) {
 		{"own record", "GET", "/api/v1/machines/" + reg.UUID, 200},
 		{"own params", "GET", "/api/v1/machines/" + reg.UUID + "/params?aggregate=true", 200},
 		{"own metadata", "GET", "/api/v1/machines/" + reg.UUID + "/metadata", 200},
+		{"own metadata.json", "GET", "/machines/" + reg.UUID + "/metadata.json", 200},
+		{"another machine's metadata.json", "GET", "/machines/" + otherM.UUID + "/metadata.json", 403},
 		{"another machine", "GET", "/api/v1/machines/" + otherM.UUID, 403},
 		{"another machine's metadata", "GET", "/api/v1/machines/" + otherM.UUID + "/metadata", 403},
 		{"list machines", "GET", "/api/v1/machines/", 403},
