@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -48,45 +49,56 @@ func (s *Server) listRaw(w http.ResponseWriter, r *http.Request, kind string, lq
 	if !ok || !rawKinds[kind] || decode || len(lq.filters) > 0 || lq.sort != nil || lq.reverse {
 		return false, nil
 	}
-	// Build the page in memory rather than writing inside the store's read
-	// transaction: a slow client must not hold the store open.
-	var buf bytes.Buffer
-	buf.WriteByte('[')
-	n := 0
+	// Collect the page rather than writing inside the store's read
+	// transaction: a slow client must not hold the store open. The
+	// values are kept as the store handed them over (no second copy into
+	// one growing buffer), then written in order.
+	var (
+		parts [][]byte
+		revs  []int64
+	)
 	total, err := rl.ListRaw(r.Context(), kind, lq.offset, lq.limit, func(raw []byte, rev int64) error {
-		if n > 0 {
-			buf.WriteByte(',')
-		}
-		n++
-		writeWithRevision(&buf, raw, rev)
+		raw = bytes.TrimSpace(raw)
+		parts = append(parts, raw)
+		revs = append(revs, rev)
 		return nil
 	})
 	if err != nil {
 		return true, err
 	}
-	buf.WriteString("]\n")
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.Header().Set("X-Total-Count", strconv.Itoa(total))
-	w.Header().Set("Content-Length", strconv.Itoa(buf.Len()))
-	_, err = w.Write(buf.Bytes())
-	return true, err
+	bw := bufio.NewWriterSize(w, 256<<10)
+	bw.WriteByte('[')
+	var num []byte
+	for i, raw := range parts {
+		if i > 0 {
+			bw.WriteByte(',')
+		}
+		num = writeWithRevision(bw, raw, revs[i], num)
+		parts[i] = nil // let the collector take what is already sent
+	}
+	bw.WriteString("]\n")
+	return true, bw.Flush()
 }
 
 // writeWithRevision writes a stored object (a JSON object written without
-// its revision) with "Revision" as its first field.
-func writeWithRevision(buf *bytes.Buffer, raw []byte, rev int64) {
-	raw = bytes.TrimSpace(raw)
+// its revision) with "Revision" as its first field. num is scratch space,
+// returned for reuse.
+func writeWithRevision(w *bufio.Writer, raw []byte, rev int64, num []byte) []byte {
 	if len(raw) < 2 || raw[0] != '{' {
-		buf.Write(raw)
-		return
+		w.Write(raw)
+		return num
 	}
-	buf.WriteString(`{"Revision":`)
-	buf.WriteString(strconv.FormatInt(rev, 10))
+	w.WriteString(`{"Revision":`)
+	num = strconv.AppendInt(num[:0], rev, 10)
+	w.Write(num)
 	if rest := bytes.TrimSpace(raw[1:]); len(rest) > 0 && rest[0] != '}' {
-		buf.WriteByte(',')
+		w.WriteByte(',')
 	}
-	buf.Write(raw[1:])
+	w.Write(raw[1:])
+	return num
 }
 
 // candidates returns the objects a list query can match: through a unique
