@@ -122,6 +122,7 @@ func (s *Server) transfer(ctx context.Context, req request, freq model.FileReque
 		ceiling: ceiling,
 		retries: s.cfg.Retries,
 		pkt:     make([]byte, 4+p.blockSize),
+		cache:   make([]byte, p.blockSize*max(1, 65536/p.blockSize)),
 		in:      make([]byte, 1024),
 	}
 	if len(p.acked) > 0 {
@@ -163,9 +164,14 @@ type sender struct {
 	ceiling time.Duration // backoff limit
 	retries int
 	pkt     []byte // DATA packet buffer, 4+blk bytes
-	in      []byte // receive buffer
-	sent    int64  // distinct file bytes sent (retransmissions not counted)
-	high    int64  // highest block sent so far
+	// cache holds file bytes [cacheOff, cacheOff+cacheLen), a whole
+	// number of blocks (about 64 KiB) read ahead.
+	cache    []byte
+	cacheOff int64
+	cacheLen int
+	in       []byte // receive buffer
+	sent     int64  // distinct file bytes sent (retransmissions not counted)
+	high     int64  // highest block sent so far
 }
 
 // backoffFloor is the least ceiling of the retransmission backoff.
@@ -246,10 +252,18 @@ func (s *sender) send(i int64) error {
 	binary.BigEndian.PutUint16(s.pkt[0:2], opDATA)
 	binary.BigEndian.PutUint16(s.pkt[2:4], uint16(i))
 	if n > 0 {
-		m, err := s.r.ReadAt(s.pkt[4:4+n], off)
-		if m < n {
-			return fmt.Errorf("read block %d at %d: %d of %d bytes: %w", i, off, m, n, err)
+		if off < s.cacheOff || off+int64(n) > s.cacheOff+int64(s.cacheLen) {
+			// Read ahead: one pread fills about 64 KiB of blocks, where a
+			// read per block would cost a system call per packet.
+			want := int(min(int64(len(s.cache)), s.size-off))
+			m, err := s.r.ReadAt(s.cache[:want], off)
+			if m < n {
+				s.cacheLen = 0
+				return fmt.Errorf("read block %d at %d: %d of %d bytes: %w", i, off, m, n, err)
+			}
+			s.cacheOff, s.cacheLen = off, m
 		}
+		copy(s.pkt[4:4+n], s.cache[off-s.cacheOff:])
 	}
 	if err := s.write(s.pkt[:4+n]); err != nil {
 		return fmt.Errorf("send block %d: %w", i, err)

@@ -11,7 +11,9 @@
 # sha256: a fast wrong answer fails the run.
 #
 # Env: REPS (default 3), TFTP_BENCH_QUICK=1 (CI: small files, 1 repetition,
-# fewer clients), BENCH_BASE_PORT (default 16900).
+# fewer clients), BENCH_BASE_PORT (default 16900), BENCH_CASES and
+# BENCH_SERVERS (space-separated subsets; the table needs all four servers
+# for its ratios).
 # Needs: go, atftp, taskset, apt-get (to download tftpd-hpa and atftpd
 # without installing them), /usr/sbin/dnsmasq (dnsmasq-base).
 set -euo pipefail
@@ -70,6 +72,7 @@ declare -A SUM
 for f in "$ROOT"/*; do SUM[$(basename "$f")]=$(sha256sum "$f" | cut -d' ' -f1); done
 
 SERVERS=(ironcast tftpd-hpa dnsmasq atftpd)
+read -r -a SERVERS <<<"${BENCH_SERVERS:-${SERVERS[*]}}"
 
 # in_cg CMD...: runs CMD inside the accounting cgroup, pinned to CPU0.
 in_cg() {
@@ -177,7 +180,7 @@ measure() {
 		'BEGIN { printf "%.1f %.2f\n", mib / (t1 - t0), (c1 - c0) / 1e6 / mib }'
 }
 
-CASES=(1M-bs512 1M-bs1468 1M-ws8 1M-ws16 big-bs512 big-bs1468 big-ws8 big-ws16 conc)
+read -r -a CASES <<<"${BENCH_CASES:-1M-bs512 1M-bs1468 1M-ws8 1M-ws16 big-bs512 big-bs1468 big-ws8 big-ws16 conc}"
 RESULTS="$WORK/results"
 : >"$RESULTS"
 for ((rep = 0; rep < REPS; rep++)); do
@@ -213,7 +216,7 @@ END {
 		}
 		for (s = 1; s <= 4; s++) {
 			note = ""
-			if (s > 1) note = sprintf("%.2fx, %.2fx", T[1] / T[s], (C[s] > 0 ? C[1] / C[s] : 0))
+			if (s > 1 && T[s] > 0) note = sprintf("%.2fx, %.2fx", T[1] / T[s], (C[s] > 0 ? C[1] / C[s] : 0))
 			printf "%-11s %-10s %9.1f %9.2f   %s\n", cases[c], servers[s], T[s], C[s], note
 		}
 	}
