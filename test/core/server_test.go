@@ -17,40 +17,16 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/ironcast/ironcast/api/client"
+	"github.com/ironcast/ironcast/test/testenv"
 )
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
-
-// binary builds ./cmd/ironcast once per test run.
-func binary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "ironcast-bin-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "ironcast")
-		out, err := exec.Command("go", "build", "-o", binPath, "github.com/ironcast/ironcast/cmd/ironcast").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
-}
+// binary is the ironcast binary under test, built once per run.
+func binary(t *testing.T) string { return testenv.IroncastBinary(t) }
 
 func freePort(t *testing.T) int {
 	t.Helper()
@@ -70,8 +46,7 @@ type server struct {
 	apiPort  int
 	httpPort int
 	cmd      *exec.Cmd
-	log      *bytes.Buffer
-	mu       *sync.Mutex
+	log      *testenv.LockedBuffer
 }
 
 func newServer(t *testing.T) *server {
@@ -89,11 +64,10 @@ func (s *server) start(extra ...string) {
 	t.Helper()
 	args := append([]string{"serve", "--data-dir", s.dataDir, "--listen", "127.0.0.1",
 		"--api-port", strconv.Itoa(s.apiPort), "--http-port", strconv.Itoa(s.httpPort)}, extra...)
-	s.log, s.mu = &bytes.Buffer{}, &sync.Mutex{}
+	s.log = &testenv.LockedBuffer{}
 	s.cmd = exec.Command(binary(t), args...)
 	s.cmd.Env = s.env()
-	w := &lockedWriter{b: s.log, mu: s.mu}
-	s.cmd.Stdout, s.cmd.Stderr = w, w
+	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -132,11 +106,7 @@ func (s *server) start(extra ...string) {
 	t.Fatalf("server did not become healthy:\n%s", s.logText())
 }
 
-func (s *server) logText() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.log.String()
-}
+func (s *server) logText() string { return s.log.String() }
 
 func (s *server) url(p string) string { return fmt.Sprintf("https://127.0.0.1:%d%s", s.apiPort, p) }
 
@@ -206,17 +176,6 @@ func (s *server) cli(stdin string, args ...string) (string, string, int) {
 		s.t.Fatal(err)
 	}
 	return out.String(), errb.String(), code
-}
-
-type lockedWriter struct {
-	b  *bytes.Buffer
-	mu *sync.Mutex
-}
-
-func (w *lockedWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
 }
 
 // TestFreshStartAndCLI is the README path: serve with only --data-dir (and
