@@ -29,11 +29,7 @@ func (a *app) machineLifecycleCmds() []*cobra.Command {
 			Short: action.short,
 			Args:  exactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
-				c, _, err := a.client(cmd)
-				if err != nil {
-					return err
-				}
-				key, err := resolveKey(cmd, c, model.KindMachines, args[0])
+				c, key, err := a.clientAndKey(cmd, model.KindMachines, args[0])
 				if err != nil {
 					return err
 				}
@@ -55,11 +51,7 @@ func (a *app) machineLifecycleCmds() []*cobra.Command {
 			Short: "Show what happened to a machine: DHCP, files served, renders, transitions",
 			Args:  exactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
-				c, _, err := a.client(cmd)
-				if err != nil {
-					return err
-				}
-				key, err := resolveKey(cmd, c, model.KindMachines, args[0])
+				c, key, err := a.clientAndKey(cmd, model.KindMachines, args[0])
 				if err != nil {
 					return err
 				}
@@ -84,11 +76,7 @@ func (a *app) machineLifecycleCmds() []*cobra.Command {
 			Short: "Show exactly what a machine would be served at PATH (ipxe, pxelinux, grub, preseed.cfg, user-data, ...)",
 			Args:  exactArgs(2),
 			RunE: func(cmd *cobra.Command, args []string) error {
-				c, _, err := a.client(cmd)
-				if err != nil {
-					return err
-				}
-				key, err := resolveKey(cmd, c, model.KindMachines, args[0])
+				c, key, err := a.clientAndKey(cmd, model.KindMachines, args[0])
 				if err != nil {
 					return err
 				}
@@ -105,11 +93,7 @@ func (a *app) machineLifecycleCmds() []*cobra.Command {
 			Short: "Show every resolved param with its source and the files a machine would be served",
 			Args:  exactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
-				c, _, err := a.client(cmd)
-				if err != nil {
-					return err
-				}
-				key, err := resolveKey(cmd, c, model.KindMachines, args[0])
+				c, key, err := a.clientAndKey(cmd, model.KindMachines, args[0])
 				if err != nil {
 					return err
 				}

@@ -118,6 +118,20 @@ func splitFieldKey(kind, key string) (field, value string, ok bool) {
 // resolveKey turns a command-line key into the object's key. A key of the
 // form Field:value (Name:n1, Address:10.0.0.5) is looked up with a list
 // filter and must match exactly one object.
+// clientAndKey connects to the API and resolves a KEY argument (a key or
+// Field:value) of kind.
+func (a *app) clientAndKey(cmd *cobra.Command, kind, arg string) (*client.Client, string, error) {
+	c, _, err := a.client(cmd)
+	if err != nil {
+		return nil, "", err
+	}
+	key, err := resolveKey(cmd, c, kind, arg)
+	if err != nil {
+		return nil, "", err
+	}
+	return c, key, nil
+}
+
 func resolveKey(cmd *cobra.Command, c *client.Client, kind, key string) (string, error) {
 	field, value, ok := splitFieldKey(kind, key)
 	if !ok {
@@ -237,11 +251,7 @@ func (a *app) showCmd(kind string) *cobra.Command {
 		Short: "Show one " + singular(kind),
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, _, err := a.client(cmd)
-			if err != nil {
-				return err
-			}
-			key, err := resolveKey(cmd, c, kind, args[0])
+			c, key, err := a.clientAndKey(cmd, kind, args[0])
 			if err != nil {
 				return err
 			}
@@ -374,11 +384,7 @@ func (a *app) destroyCmd(kind string) *cobra.Command {
 		Short: "Delete a " + singular(kind),
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, _, err := a.client(cmd)
-			if err != nil {
-				return err
-			}
-			key, err := resolveKey(cmd, c, kind, args[0])
+			c, key, err := a.clientAndKey(cmd, kind, args[0])
 			if err != nil {
 				return err
 			}

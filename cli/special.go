@@ -24,11 +24,7 @@ func (a *app) machineParamsCmd() *cobra.Command {
 		Short: "Show a machine's params: its own, or with --aggregate every param that applies, with its source",
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, _, err := a.client(cmd)
-			if err != nil {
-				return err
-			}
-			key, err := resolveKey(cmd, c, model.KindMachines, args[0])
+			c, key, err := a.clientAndKey(cmd, model.KindMachines, args[0])
 			if err != nil {
 				return err
 			}
@@ -77,11 +73,7 @@ func (a *app) machineSetCmd() *cobra.Command {
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, _, err := a.client(cmd)
-			if err != nil {
-				return err
-			}
-			key, err := resolveKey(cmd, c, model.KindMachines, args[0])
+			c, key, err := a.clientAndKey(cmd, model.KindMachines, args[0])
 			if err != nil {
 				return err
 			}
