@@ -25,5 +25,9 @@
 // read: an image without Rock Ridge is extracted with its ISO 9660 names
 // lower-cased and without their ";1" versions, as Linux mounts it by
 // default. Symlinks inside an image are skipped (the reader cannot give
-// their targets), and files over 4 GiB (multi-extent) are refused.
+// their targets), and files over 4 GiB (multi-extent) are refused. Before
+// the library sees an image, checkImage walks its directory records and
+// refuses what the library cannot survive (a zero-length System Use entry
+// it loops on forever, self-referencing continuation areas, directory
+// loops), and extraction is bounded in depth, entries and bytes.
 package bootfiles

@@ -21,7 +21,7 @@ import (
 // (directories that contain their ancestors, files sharing one extent).
 const (
 	maxDepth   = 64
-	maxEntries = 1 << 20
+	maxEntries = 200_000
 	maxSkipped = 20
 )
 
@@ -245,11 +245,14 @@ type isoImage struct {
 	rr   bool // the image has Rock Ridge names
 }
 
-// openImage reads the volume descriptors and root directory of an image.
-// The reader library can panic on malformed images; that becomes an
-// error.
+// openImage reads the volume descriptors and root directory of an image,
+// after checkImage has refused what the reader library cannot survive.
+// The library can panic on other malformed images; that becomes an error.
 func openImage(ra io.ReaderAt) (img *isoImage, err error) {
 	defer recoverTo(&err)
+	if err := checkImage(ra); err != nil {
+		return nil, err
+	}
 	im, err := iso9660.OpenImage(ra)
 	if err != nil {
 		return nil, err
