@@ -29,6 +29,9 @@ const (
 //   - a directory extent reached twice (a directory containing its
 //     ancestor, which the library would walk forever).
 //
+// It also refuses multi-extent files (over 4 GiB), of which the library
+// would extract only the first extent.
+//
 // Everything else the library rejects or recovers from itself is left to
 // it: checkImage returns nil for records it cannot parse.
 func checkImage(ra io.ReaderAt) error {
@@ -114,6 +117,11 @@ func (c *imageCheck) dir(lba, length uint32, isRoot bool, depth int) error {
 			}
 			if self || parent {
 				continue
+			}
+			if rec[25]&0x80 != 0 {
+				// ECMA-119 9.1.6: "multi-extent", how files over 4 GiB are
+				// stored; the library reads only one extent of each.
+				return errors.New("the image holds a file in several extents (over 4 GiB), which cannot be extracted")
 			}
 			if rec[25]&2 != 0 || pxDir {
 				if err := c.dir(le32(rec[2:]), le32(rec[10:]), false, depth+1); err != nil {

@@ -143,6 +143,7 @@ func TestCheckImage(t *testing.T) {
 		{"continuation area loop", patched(rr, su, "CE\x1c\x01"+
 			string(le32both(uint32(rootLBA)))+string(le32both(uint32(33+1)))+string(le32both(28))), "continuation area"},
 		{"directory loop", patched(rr, child+2, string(le32both(uint32(rootLBA)))), "reached twice"},
+		{"multi-extent file", patched(rr, child+25, "\x82"), "several extents"},
 		{"not an image", make([]byte, 40000), "volume descriptor"},
 	}
 	for _, tt := range tests {
