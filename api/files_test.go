@@ -9,6 +9,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -35,7 +37,9 @@ import (
 // filesEnv is an API server whose provision.Service and bootfiles.Store
 // share one boot root, with a client per role.
 type filesEnv struct {
-	root                      string
+	root string
+	// done receives the route of every request the server has finished.
+	done                      chan string
 	srv                       *httptest.Server
 	authn                     *auth.Authenticator
 	admin, operator, readonly *client.Client
@@ -79,11 +83,45 @@ func newFilesEnv(t *testing.T) *filesEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := api.New(api.Config{Backend: svc, Files: files, Auth: authn, Registerer: prometheus.NewRegistry()})
-	e := &filesEnv{root: root, srv: httptest.NewTLSServer(s.Handler()), authn: authn}
+	done := make(chan string, 100)
+	s := api.New(api.Config{Backend: svc, Files: files, Auth: authn, Registerer: prometheus.NewRegistry(),
+		Logger: slog.New(routeHandler{done: done})})
+	e := &filesEnv{root: root, srv: httptest.NewTLSServer(s.Handler()), authn: authn, done: done}
 	t.Cleanup(e.srv.Close)
 	e.admin, e.operator, e.readonly = e.client(t, "admin"), e.client(t, "op"), e.client(t, "ro")
 	return e
+}
+
+// routeHandler is a slog.Handler that sends the route of each "api
+// request" line, which the server logs once a request is finished.
+type routeHandler struct{ done chan string }
+
+func (routeHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h routeHandler) Handle(_ context.Context, r slog.Record) error {
+	if r.Message == "api request" {
+		r.Attrs(func(a slog.Attr) bool {
+			if a.Key == "route" {
+				select {
+				case h.done <- a.Value.String():
+				default:
+				}
+			}
+			return true
+		})
+	}
+	return nil
+}
+func (h routeHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h routeHandler) WithGroup(string) slog.Handler      { return h }
+
+// waitRoute waits until the server has finished a request on route.
+func (e *filesEnv) waitRoute(t *testing.T, route string) {
+	t.Helper()
+	for r := range e.done {
+		if r == route {
+			return
+		}
+	}
 }
 
 func (e *filesEnv) token(t *testing.T, name string) string {
@@ -309,4 +347,68 @@ func TestFileRoutes(t *testing.T) {
 	if entries, _ := os.ReadDir(filepath.Join(e.root, "isos")); len(entries) != 0 {
 		t.Errorf("isos/ holds %v after refused uploads", entries)
 	}
+}
+
+// TestInterruptedUpload: a client that breaks off an ISO upload half way
+// leaves the old ISO and tree as they were and nothing half written.
+func TestInterruptedUpload(t *testing.T) {
+	e := newFilesEnv(t)
+	ctx := context.Background()
+	const name = "test.iso"
+	isoFiles := map[string]string{"casper/vmlinuz": "old kernel"}
+	old := bootfilestest.BuildISO(t, isoFiles)
+	oldImg, err := os.ReadFile(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// An override so that the ISO is extracted (no sum: any image goes).
+	be := &model.BootEnv{Name: "isotest", Arches: map[string]model.ArchInfo{"amd64": {IsoFile: name, Kernel: "isotest/amd64/casper/vmlinuz"}}}
+	if _, err := e.admin.CreateObject(ctx, be); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.operator.UploadISO(ctx, name, bytes.NewReader(oldImg), int64(len(oldImg)), ""); err != nil {
+		t.Fatal(err)
+	}
+	e.waitRoute(t, "/api/v1/isos/{name}")
+
+	newImg, err := os.ReadFile(bootfilestest.BuildISO(t, map[string]string{"casper/vmlinuz": "new kernel", "casper/initrd": strings.Repeat("x", 1<<20)}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	broken := io.MultiReader(bytes.NewReader(newImg[:len(newImg)/2]), errReader{errors.New("disk read error")})
+	if _, err := e.operator.UploadISO(ctx, name, broken, int64(len(newImg)), ""); err == nil {
+		t.Fatal("a broken upload succeeded")
+	}
+	e.waitRoute(t, "/api/v1/isos/{name}")
+
+	if got := hexSum(mustRead(t, filepath.Join(e.root, "isos", name))); got != hexSum(oldImg) {
+		t.Errorf("isos/%s changed: sha256 %s, want the old %s", name, got, hexSum(oldImg))
+	}
+	var found []string
+	_ = filepath.WalkDir(e.root, func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			rel, _ := filepath.Rel(e.root, p)
+			found = append(found, rel)
+		}
+		return nil
+	})
+	if diff := cmp.Diff(found, []string{"isos/" + name, "isotest/amd64/casper/vmlinuz"}); diff != "" {
+		t.Errorf("boot root after the broken upload (-got +want):\n%s", diff)
+	}
+	if b := mustRead(t, filepath.Join(e.root, "isotest/amd64/casper/vmlinuz")); string(b) != "old kernel" {
+		t.Errorf("kernel %q, want the old one", b)
+	}
+}
+
+type errReader struct{ err error }
+
+func (r errReader) Read([]byte) (int, error) { return 0, r.err }
+
+func mustRead(t *testing.T, p string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
