@@ -243,10 +243,17 @@ func copyCtx(ctx context.Context, w io.Writer, r io.Reader) (int64, error) {
 	}
 }
 
-// mapErr makes a full disk or quota ErrNoSpace.
+// mapErr makes a full disk or quota ErrNoSpace, and a path that os.Root
+// refuses (a symlink leading out of the root) a *model.ValidationError.
 func mapErr(err error) error {
 	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
 		return fmt.Errorf("%w: %w", ErrNoSpace, err)
+	}
+	var pe *fs.PathError
+	var errno syscall.Errno
+	if errors.As(err, &pe) && !errors.As(pe.Err, &errno) {
+		// os.Root's confinement errors are the only ones without an errno.
+		return model.Invalid("path", "%s: %v (symlinks may not lead out of the boot root)", pe.Path, pe.Err)
 	}
 	return err
 }
@@ -361,7 +368,7 @@ func (s *Store) Delete(ctx context.Context, p string) error {
 		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
 			return fmt.Errorf("%s: %w", clean, model.ErrNotFound)
 		}
-		return fmt.Errorf("delete %s: %w", clean, err)
+		return fmt.Errorf("delete %s: %w", clean, mapErr(err))
 	}
 	dir := path.Dir(clean)
 	if !fi.IsDir() {
