@@ -66,15 +66,16 @@ func FuzzImageName(f *testing.F) {
 	})
 }
 
-// FuzzExtract feeds corrupted images to PutISO: it must return (an error
+// FuzzExtract feeds corrupted images (Rock Ridge, or Joliet only) to PutISO: it must return (an error
 // or a result) without panicking, and write nothing outside the root or
 // left over.
 func FuzzExtract(f *testing.F) {
-	isoPath := buildISO(f, isoSpec{
-		files:    map[string]string{"casper/vmlinuz": "kernel", "casper/initrd": "initrd", "a/b/c/d": "deep"},
-		symlinks: map[string]string{"link": "."},
-	})
-	img, err := os.ReadFile(isoPath)
+	files := map[string]string{"casper/vmlinuz": "kernel", "casper/initrd": "initrd", "a/b/c/d": "deep"}
+	img, err := os.ReadFile(buildISO(f, isoSpec{files: files, symlinks: map[string]string{"link": "."}}))
+	if err != nil {
+		f.Fatal(err)
+	}
+	jimg, err := os.ReadFile(buildISO(f, isoSpec{files: files, joliet: true}))
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -82,14 +83,18 @@ func FuzzExtract(f *testing.F) {
 	// records, and the first file.
 	for _, off := range []int{16 * 2048, 16*2048 + 156, 18 * 2048, 19 * 2048, 20*2048 + 33, 22 * 2048, 23 * 2048} {
 		if off < len(img) {
-			f.Add(uint32(off), []byte{0xff, 0x00, 0xff, 0x7f})
+			f.Add(false, uint32(off), []byte{0xff, 0x00, 0xff, 0x7f})
+			f.Add(true, uint32(off), []byte{0xff, 0x00, 0xff, 0x7f})
 		}
 	}
 	// Found by this fuzzer: a directory record whose System Use area holds
 	// an entry of length 0, on which the reader library loops forever.
-	f.Add(uint32(19*2048), []byte("\xff\x00"))
-	f.Fuzz(func(t *testing.T, off uint32, patch []byte) {
+	f.Add(false, uint32(19*2048), []byte("\xff\x00"))
+	f.Fuzz(func(t *testing.T, joliet bool, off uint32, patch []byte) {
 		b := bytes.Clone(img)
+		if joliet {
+			b = bytes.Clone(jimg)
+		}
 		if int(off) < len(b) {
 			copy(b[off:], patch)
 		}

@@ -21,6 +21,7 @@ type isoSpec struct {
 	files    map[string]string // path → contents
 	symlinks map[string]string // path → target
 	plain    bool              // no Rock Ridge or Joliet
+	joliet   bool              // Joliet names only, no Rock Ridge
 }
 
 // buildISO writes spec into a directory and makes an ISO 9660 image of it
@@ -50,9 +51,13 @@ func buildISO(t testing.TB, spec isoSpec) string {
 	}
 	out := filepath.Join(dir, "image.iso")
 	args := []string{"-as", "mkisofs", "-quiet", "-R", "-J", "-V", "IRONCAST_TEST", "-o", out, src}
-	if spec.plain {
+	if spec.plain || spec.joliet {
 		// xorriso writes Rock Ridge unless told not to, even as mkisofs.
-		args = []string{"-rockridge", "off", "-joliet", "off", "-outdev", out, "-map", src, "/"}
+		joliet := "off"
+		if spec.joliet {
+			joliet = "on"
+		}
+		args = []string{"-rockridge", "off", "-joliet", joliet, "-outdev", out, "-map", src, "/"}
 	}
 	cmd := exec.Command(xorriso, args...)
 	if b, err := cmd.CombinedOutput(); err != nil {

@@ -12,8 +12,6 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/kdomanski/iso9660"
-
 	"github.com/ironcast/ironcast/model"
 )
 
@@ -134,7 +132,14 @@ func (s *Store) PutISO(ctx context.Context, name string, r io.Reader, want Expec
 	if err != nil {
 		return nil, model.Invalid("iso", "%s is not an ISO 9660 image: %v", name, err)
 	}
-	for _, d := range dirs {
+	for i, d := range dirs {
+		if i > 0 {
+			// A fresh tree per extraction: a Joliet tree remembers the
+			// directories it listed, against loops.
+			if img, err = openImage(f); err != nil {
+				return nil, fmt.Errorf("reopen %s: %w", name, err)
+			}
+		}
 		parent := path.Dir(d)
 		if err := s.mkdirAll(parent); err != nil {
 			return nil, err
@@ -239,47 +244,6 @@ func isHex64(s string) bool {
 	return true
 }
 
-// isoImage is an opened ISO 9660 image.
-type isoImage struct {
-	root *iso9660.File
-	rr   bool // the image has Rock Ridge names
-}
-
-// openImage reads the volume descriptors and root directory of an image,
-// after checkImage has refused what the reader library cannot survive.
-// The library can panic on other malformed images; that becomes an error.
-func openImage(ra io.ReaderAt) (img *isoImage, err error) {
-	defer recoverTo(&err)
-	if err := checkImage(ra); err != nil {
-		return nil, err
-	}
-	im, err := iso9660.OpenImage(ra)
-	if err != nil {
-		return nil, err
-	}
-	root, err := im.RootDir()
-	if err != nil {
-		return nil, fmt.Errorf("no primary volume: %w", err)
-	}
-	kids, err := root.GetAllChildren()
-	if err != nil {
-		return nil, fmt.Errorf("read root directory: %w", err)
-	}
-	if len(kids) == 0 {
-		return nil, errors.New("empty or unreadable root directory")
-	}
-	img = &isoImage{root: root}
-	// The library hides whether Rock Ridge was found; its PX entries give
-	// POSIX permissions, which plain ISO 9660 entries lack.
-	for _, k := range kids {
-		if k.Mode().Perm() != 0 {
-			img.rr = true
-			break
-		}
-	}
-	return img, nil
-}
-
 func recoverTo(err *error) {
 	if v := recover(); v != nil {
 		*err = fmt.Errorf("malformed image: %v", v)
@@ -294,9 +258,9 @@ type extractor struct {
 	tree    Tree
 }
 
-func (x *extractor) run(ctx context.Context, img *isoImage, dst string) (err error) {
+func (x *extractor) run(ctx context.Context, img node, dst string) (err error) {
 	defer recoverTo(&err)
-	return x.dir(ctx, img, img.root, dst, "", 0)
+	return x.dir(ctx, img, dst, "", 0)
 }
 
 func (x *extractor) skip(rel, why string) {
@@ -306,46 +270,40 @@ func (x *extractor) skip(rel, why string) {
 }
 
 // dir extracts the children of d into dst/rel.
-func (x *extractor) dir(ctx context.Context, img *isoImage, d *iso9660.File, dst, rel string, depth int) error {
+func (x *extractor) dir(ctx context.Context, d node, dst, rel string, depth int) error {
 	if depth > maxDepth {
 		return fmt.Errorf("%s: directories nest deeper than %d", rel, maxDepth)
 	}
-	kids, err := d.GetAllChildren()
+	kids, err := d.children()
 	if err != nil {
 		return fmt.Errorf("read directory %s: %w", rel, err)
 	}
 	for _, k := range kids {
-		name := k.Name()
-		if name == "\x00" || name == "\x01" {
-			continue // "." and ".."
-		}
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		if x.entries++; x.entries > maxEntries {
 			return fmt.Errorf("more than %d entries", maxEntries)
 		}
-		if !img.rr {
-			name = plainName(name)
-		}
+		name := k.name()
 		p := path.Join(rel, name)
 		if !imageName(name) {
 			x.skip(p, "name cannot be written")
 			continue
 		}
-		if k.Mode()&fs.ModeSymlink != 0 {
+		if k.symlink() {
 			x.skip(p, "symlink")
 			continue
 		}
 		full := path.Join(dst, p)
-		if k.IsDir() {
+		if k.isDir() {
 			if err := x.s.root.Mkdir(full, 0o755); err != nil {
 				if errors.Is(err, fs.ErrExist) {
 					return fmt.Errorf("%s appears twice in the image", p)
 				}
 				return fmt.Errorf("make %s: %w", p, mapErr(err))
 			}
-			if err := x.dir(ctx, img, k, dst, p, depth+1); err != nil {
+			if err := x.dir(ctx, k, dst, p, depth+1); err != nil {
 				return err
 			}
 			continue
@@ -361,19 +319,19 @@ func (x *extractor) dir(ctx context.Context, img *isoImage, d *iso9660.File, dst
 }
 
 // file writes one regular file.
-func (x *extractor) file(ctx context.Context, k *iso9660.File, full, rel string) error {
-	size := k.Size()
+func (x *extractor) file(ctx context.Context, k node, full, rel string) error {
+	size := k.size()
 	if x.tree.Bytes+size > x.limit {
 		return fmt.Errorf("%s: the image extracts to more than %d bytes", rel, x.limit)
 	}
 	out, err := x.s.root.OpenFile(full, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		if errors.Is(err, fs.ErrExist) {
-			return fmt.Errorf("%s appears twice in the image (files over 4 GiB are not supported)", rel)
+			return fmt.Errorf("%s appears twice in the image", rel)
 		}
 		return fmt.Errorf("create %s: %w", rel, mapErr(err))
 	}
-	n, err := copyCtx(ctx, out, k.Reader())
+	n, err := copyCtx(ctx, out, k.reader())
 	if cerr := out.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("close: %w", mapErr(cerr))
 	}

@@ -82,6 +82,30 @@ func TestPutISOPlainNames(t *testing.T) {
 	}
 }
 
+func TestPutISOJolietNames(t *testing.T) {
+	files := map[string]string{
+		"Casper/VmLinuz-A-Long-Name-Over-31-Characters.efi": "kernel",
+		"EFI/BOOT/BOOTx64.EFI":                              "loader",
+		"boot/grub-x.cfg":                                   "cfg",
+		"README.diskdefines":                                "readme",
+	}
+	isoPath := buildISO(t, isoSpec{files: files, joliet: true})
+	root := t.TempDir()
+	s := newStore(t, root)
+	res, err := s.PutISO(context.Background(), "joliet.iso", openISO(t, isoPath), Expect{Dirs: []string{"j/amd64", "j/arm64"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{"j/amd64", "j/arm64"} {
+		if diff := cmp.Diff(tree(t, filepath.Join(root, d)), files); diff != "" {
+			t.Errorf("tree %s from Joliet names (-got +want):\n%s", d, diff)
+		}
+	}
+	if len(res.Extracted) != 2 || res.Extracted[1].Files != len(files) {
+		t.Errorf("extracted %+v", res.Extracted)
+	}
+}
+
 // seedOld stores a first ISO and its tree, returning the tree's files.
 func seedOld(t *testing.T, s *Store, root string) map[string]string {
 	t.Helper()
