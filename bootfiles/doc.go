@@ -21,11 +21,13 @@
 // ISO may be any UTF-8 without control characters.
 //
 // ISO 9660 images are read with github.com/kdomanski/iso9660, which
-// gives Rock Ridge names where the image has them. Joliet names are not
-// read: an image without Rock Ridge is extracted with its ISO 9660 names
-// lower-cased and without their ";1" versions, as Linux mounts it by
-// default. Symlinks inside an image are skipped (the reader cannot give
-// their targets), and files over 4 GiB (multi-extent) are refused. Before
+// gives Rock Ridge names where the image has them. The library does not
+// read Joliet: an image without Rock Ridge but with a Joliet tree is
+// extracted from that tree by a small reader here (image.go); an image
+// with neither is extracted with its ISO 9660 names lower-cased and
+// without their ";1" versions, as Linux mounts it by default. Symlinks
+// inside an image are skipped (the library cannot give their targets),
+// and files over 4 GiB (multi-extent) are refused. Before
 // the library sees an image, checkImage walks its directory records and
 // refuses what the library cannot survive (a zero-length System Use entry
 // it loops on forever, self-referencing continuation areas, directory
