@@ -85,7 +85,7 @@ func pathParam(r *http.Request, key string) (string, error) {
 // uploadISO stores an ISO and extracts it for the bootenvs that use it.
 //
 //	@Summary		Upload an ISO
-//	@Description	Streams the body (the image, not JSON) to isos/NAME in the boot root, checks its sha256 against every bootenv architecture whose IsoFile is NAME (or against ?sha256=), and extracts its ISO 9660 contents (Rock Ridge names) into BOOTENV/ARCH/ for each of them. A wrong checksum is refused with 422 naming both sums, and nothing is kept; an interrupted upload leaves the old ISO and trees as they were. The body is not bounded by the API's 16 MiB limit.
+//	@Description	Streams the body (the image, not JSON) to isos/NAME in the boot root, checks its sha256 against every bootenv architecture whose IsoFile is NAME (or against ?sha256=), and extracts its ISO 9660 contents (Rock Ridge or Joliet names) into BOOTENV/ARCH/ for each of them. A wrong checksum is refused with 422 naming both sums, and nothing is kept; an interrupted upload leaves the old ISO and trees as they were. The body is not bounded by the API's 16 MiB limit.
 //	@Tags			isos
 //	@Accept			octet-stream
 //	@Produce		json

@@ -877,7 +877,7 @@ const docTemplate = `{
                         "Bearer": []
                     }
                 ],
-                "description": "Streams the body (the image, not JSON) to isos/NAME in the boot root, checks its sha256 against every bootenv architecture whose IsoFile is NAME (or against ?sha256=), and extracts its ISO 9660 contents (Rock Ridge names) into BOOTENV/ARCH/ for each of them. A wrong checksum is refused with 422 naming both sums, and nothing is kept; an interrupted upload leaves the old ISO and trees as they were. The body is not bounded by the API's 16 MiB limit.",
+                "description": "Streams the body (the image, not JSON) to isos/NAME in the boot root, checks its sha256 against every bootenv architecture whose IsoFile is NAME (or against ?sha256=), and extracts its ISO 9660 contents (Rock Ridge or Joliet names) into BOOTENV/ARCH/ for each of them. A wrong checksum is refused with 422 naming both sums, and nothing is kept; an interrupted upload leaves the old ISO and trees as they were. The body is not bounded by the API's 16 MiB limit.",
                 "consumes": [
                     "application/octet-stream"
                 ],
