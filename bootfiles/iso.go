@@ -42,15 +42,23 @@ type Expect struct {
 // every architecture whose IsoFile is name adds the directory
 // "<bootenv>/<arch>" and its IsoSha256. Bootenvs that expect different
 // checksums for one ISO are an error (a *model.ValidationError for
-// "sha256"), since no upload can satisfy both.
+// "sha256"), since no upload can satisfy both; the Expect returned with it
+// still lists every directory, for a caller that overrides the checksum.
 func ExpectFor(name string, envs []*model.BootEnv) (Expect, error) {
 	var e Expect
 	var from string
+	var errs []error
 	for _, be := range envs {
 		if be == nil {
 			continue
 		}
-		for arch, ai := range be.Arches {
+		arches := make([]string, 0, len(be.Arches))
+		for arch := range be.Arches {
+			arches = append(arches, arch)
+		}
+		sort.Strings(arches)
+		for _, arch := range arches {
+			ai := be.Arches[arch]
 			if ai.IsoFile != name {
 				continue
 			}
@@ -61,13 +69,13 @@ func ExpectFor(name string, envs []*model.BootEnv) (Expect, error) {
 			case e.Sha256 == "":
 				e.Sha256, from = sum, be.Name+"/"+arch
 			case e.Sha256 != sum:
-				return Expect{}, model.Invalid("sha256", "bootenvs disagree on the sha256 of %s: %s expects %s, %s/%s expects %s",
-					name, from, e.Sha256, be.Name, arch, sum)
+				errs = append(errs, model.Invalid("sha256", "bootenvs disagree on the sha256 of %s: %s expects %s, %s/%s expects %s",
+					name, from, e.Sha256, be.Name, arch, sum))
 			}
 		}
 	}
 	sort.Strings(e.Dirs)
-	return e, nil
+	return e, errors.Join(errs...)
 }
 
 // PutISO stores the ISO image read from r as isos/<name> and extracts

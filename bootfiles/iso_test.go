@@ -337,6 +337,7 @@ func TestExpectFor(t *testing.T) {
 				env("u", map[string]model.ArchInfo{"amd64": {IsoFile: "a.iso", IsoSha256: sumA}}),
 				env("v", map[string]model.ArchInfo{"amd64": {IsoFile: "a.iso", IsoSha256: sumB}}),
 			},
+			want:    Expect{Sha256: sumA, Dirs: []string{"u/amd64", "v/amd64"}},
 			wantErr: true,
 		},
 	}
