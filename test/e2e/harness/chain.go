@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -67,7 +68,13 @@ type Boot struct {
 	DHCPFirmware string
 	// ProgramFile and ScriptPath are what was served.
 	ProgramFile, ScriptPath string
+	// PowerCycled is true when the harness reset the machine to start
+	// the boot (the running image did not reboot by itself).
+	PowerCycled bool
 }
+
+// pollingRe is the line of an image that waits on its machine record.
+var pollingRe = regexp.MustCompile(`ironcast: waiting for instructions`)
 
 // cursor is a position in the event stream and in a serial console.
 type cursor struct {
@@ -153,7 +160,7 @@ func (e *Env) failure(vm *VM, c *cursor, serial bool) error {
 			continue
 		}
 		switch {
-		case ev.Type == "render.failed":
+		case ev.Type == "render.failed" && bootChainPath(attr(ev, "path")):
 			return fmt.Errorf("server could not render %s: %s", attr(ev, "path"), attr(ev, "error"))
 		case ev.Type == "transition" && attr(ev, "to") == string(model.StateFailed):
 			return fmt.Errorf("machine failed: %s", attr(ev, "reason"))
@@ -173,6 +180,15 @@ func (e *Env) failure(vm *VM, c *cursor, serial bool) error {
 }
 
 var errStopScan = errors.New("stop")
+
+// bootChainPath reports whether a rendered path is a boot loader's script
+// or config (an iPXE script, a GRUB or pxelinux config): a failure there
+// breaks the boot. Failures of per-machine files under machines/ (metadata,
+// cloud-init) are left to the image, which may fall back to another
+// source and reports failures itself.
+func bootChainPath(p string) bool {
+	return !strings.HasPrefix(strings.TrimPrefix(p, "/"), "machines/")
+}
 
 // awaitEvent waits for the first event after c about vm that pred
 // accepts, and moves c past it.
@@ -311,9 +327,11 @@ func (e *Env) netboot(ctx context.Context, vm *VM, c *cursor, b *Boot, kernel, i
 	return nil
 }
 
-func transition(event string, to model.MachineState) func(model.Event) bool {
+// transition accepts the machine's transition into state to (from any
+// state: callbacks' transitions do not always name their event).
+func transition(to model.MachineState) func(model.Event) bool {
 	return func(ev model.Event) bool {
-		return ev.Type == "transition" && attr(ev, "to") == string(to) && (event == "" || attr(ev, "event") == event)
+		return ev.Type == "transition" && attr(ev, "to") == string(to)
 	}
 }
 
@@ -326,7 +344,7 @@ func (e *Env) Discover(ctx context.Context, vm *VM) (*Boot, *model.Machine, erro
 	b := &Boot{BootEnv: "discovery", Start: vm.Started}
 	arch := vm.Firmware.Arch()
 	if err := e.netboot(ctx, vm, &c, b, "discovery/"+arch+"/vmlinuz", "discovery/"+arch+"/initrd.img",
-		transition(model.EventRegister, model.StateReady)); err != nil {
+		transition(model.StateReady)); err != nil {
 		return b, nil, err
 	}
 	m, err := e.machine(ctx, vm)
@@ -405,8 +423,9 @@ func (e *Env) Provision(ctx context.Context, vm *VM, lk LinuxKit) (*Boot, string
 		return b, "", e.fail(vm, "provision action", err)
 	}
 	start := c.serial
+	vm.provisioned.Store(start)
 	err := e.netboot(ctx, vm, &c, b, "linuxkit/"+lk.Image+"-kernel", "linuxkit/"+lk.Image+"-initrd.img",
-		transition(model.EventRunning, model.StateRunning))
+		transition(model.StateRunning))
 	if err != nil {
 		return b, "", err
 	}
@@ -426,9 +445,23 @@ func (e *Env) Release(ctx context.Context, vm *VM) (*Boot, error) {
 	if err := e.Call(ctx, "POST", "/machines/"+uuid+"/actions/release", map[string]string{}, nil); err != nil {
 		return b, e.fail(vm, "release action", err)
 	}
+	// An image that polls its machine record reboots into wipe by itself;
+	// one that does not (it found no metadata to poll) is power-cycled,
+	// as an operator would through the BMC.
+	console, _ := vm.serial.read(vm.provisioned.Load())
+	if i := bytes.LastIndex(console, []byte("ironcast: starting ")); i >= 0 {
+		console = console[i:] // the running image's own lines
+	}
+	if !pollingRe.Match(console) {
+		e.logf("%s: the image does not poll its machine record; power-cycling it", vm.Name)
+		b.PowerCycled = true
+		if err := vm.Reset(); err != nil {
+			return b, e.fail(vm, "power cycle", err)
+		}
+	}
 	arch := vm.Firmware.Arch()
 	err := e.netboot(ctx, vm, &c, b, "discovery/"+arch+"/vmlinuz", "discovery/"+arch+"/initrd.img",
-		transition(model.EventWiped, model.StateReady))
+		transition(model.StateReady))
 	return b, err
 }
 

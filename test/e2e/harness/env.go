@@ -12,6 +12,7 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/ironcast/ironcast/api/client"
 	"github.com/ironcast/ironcast/model"
 )
 
@@ -103,6 +104,9 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 		return nil, errors.New("harness: needs root (network namespaces, taps)")
 	}
 	e := &Env{opts: opts, workDir: opts.WorkDir, artifacts: opts.ArtifactsDir}
+	liveMu.Lock()
+	live[e] = true
+	liveMu.Unlock()
 	switch opts.Accel {
 	case "":
 		e.kvm = kvmUsable(opts.OVMFCode, opts.OVMFVars, opts.WorkDir)
@@ -147,8 +151,18 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	}
 	subnet := map[string]any{"Name": "e2e", "Subnet": SubnetCIDR, "ActiveStart": "10.77.0.100",
 		"ActiveEnd": "10.77.0.200", "Router": ServerAddr, "Enabled": true}
-	if _, err := e.srv.client.Create(ctx, model.KindSubnets, subnet); err != nil {
-		return nil, fmt.Errorf("create subnet: %w", err)
+	for attempt := 1; ; attempt++ {
+		_, err := e.srv.client.Create(ctx, model.KindSubnets, subnet)
+		if err == nil {
+			break
+		}
+		var apiErr *client.APIError
+		if attempt == 3 || errors.As(err, &apiErr) {
+			return nil, fmt.Errorf("create subnet: %w", err)
+		}
+		// A connection reset right after start-up has been seen once;
+		// say so, and try again.
+		e.logf("server: create subnet (attempt %d): %v", attempt, err)
 	}
 	return e, nil
 }
@@ -210,6 +224,9 @@ func (e *Env) Close() {
 	e.closed = true
 	vms := e.vms
 	e.mu.Unlock()
+	liveMu.Lock()
+	delete(live, e)
+	liveMu.Unlock()
 	for _, vm := range vms {
 		vm.stop()
 	}
@@ -231,6 +248,30 @@ func (e *Env) Close() {
 			e.opts.Logf("teardown: %v", err)
 		}
 	}
+}
+
+// live are the environments not yet closed, for CloseAll.
+var (
+	liveMu sync.Mutex
+	live   = map[*Env]bool{}
+)
+
+// CloseAll closes every environment of this process that is still open.
+// Signal handlers call it before exiting, so that an interrupted run
+// leaves no namespace, server or machine behind.
+func CloseAll() {
+	liveMu.Lock()
+	envs := make([]*Env, 0, len(live))
+	for e := range live {
+		envs = append(envs, e)
+	}
+	liveMu.Unlock()
+	var wg sync.WaitGroup
+	for _, e := range envs {
+		wg.Add(1)
+		go func() { defer wg.Done(); e.Close() }()
+	}
+	wg.Wait()
 }
 
 // Artifacts is the directory holding the serial logs, the server log and

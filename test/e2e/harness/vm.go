@@ -88,13 +88,14 @@ type VM struct {
 	// Started is when QEMU was started.
 	Started time.Time
 
-	uuid    atomic.Pointer[string] // the machine record's, once known
-	serial  *logFile
-	cmd     *exec.Cmd
-	monitor string // HMP monitor socket
-	done    chan struct{}
-	exited  atomic.Bool
-	waitErr error
+	uuid        atomic.Pointer[string] // the machine record's, once known
+	provisioned atomic.Int64           // console offset where provisioning began
+	serial      *logFile
+	cmd         *exec.Cmd
+	monitor     string // HMP monitor socket
+	done        chan struct{}
+	exited      atomic.Bool
+	waitErr     error
 }
 
 // randomMAC returns a locally administered unicast MAC in QEMU's range.
@@ -357,9 +358,35 @@ func (vm *VM) Reset() error {
 		return fmt.Errorf("connect to the monitor of %s: %w", vm.Name, err)
 	}
 	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	_, err = io.WriteString(c, "system_reset\n")
-	return err
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	// HMP: wait for the prompt, send the command, wait for the next
+	// prompt; a command sent before the prompt, or a socket closed before
+	// the answer, may be dropped.
+	if err := readPrompt(c); err != nil {
+		return fmt.Errorf("monitor of %s: %w", vm.Name, err)
+	}
+	if _, err := io.WriteString(c, "system_reset\n"); err != nil {
+		return fmt.Errorf("monitor of %s: %w", vm.Name, err)
+	}
+	if err := readPrompt(c); err != nil {
+		return fmt.Errorf("monitor of %s: %w", vm.Name, err)
+	}
+	return nil
+}
+
+// readPrompt reads the HMP monitor's output up to its "(qemu) " prompt.
+func readPrompt(r io.Reader) error {
+	var seen []byte
+	buf := make([]byte, 512)
+	for !bytes.Contains(seen, []byte("(qemu) ")) {
+		n, err := r.Read(buf)
+		seen = append(seen, buf[:n]...)
+		if err != nil {
+			return fmt.Errorf("read monitor prompt: %w (got %q)", err, seen)
+		}
+		seen = seen[max(0, len(seen)-64):]
+	}
+	return nil
 }
 
 // stop kills QEMU (a machine has nothing to save) and waits for it.
