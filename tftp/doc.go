@@ -23,7 +23,9 @@
 //     retransmission rules are written down here and tested against
 //     atftp, tftp-hpa and curl.
 //
-// We chose the last. pin/tftp stays in the module as a test peer: its
+// We chose the last. Its data path uses blocking, connected sockets
+// instead of Go's network poller (see sock.go): that is what brings the
+// lock-step CPU per MiB down to tftpd-hpa's. pin/tftp stays in the module as a test peer: its
 // client fetches files from this server in the unit tests, a second
 // independent implementation next to the Debian clients of the interop
 // tests.
@@ -48,9 +50,9 @@
 //     block of the window was lost); in lock-step it is ignored, which
 //     avoids the Sorcerer's Apprentice bug (RFC 1123 4.2.3.1). ACKs older
 //     than the window are ignored.
-//   - Unanswered windows are resent after the timeout, doubling it on
-//     each consecutive timeout up to 16x (at least 6 s, and at least
-//     twice the client's timeout option), Config.Retries times; then the
+//   - Unanswered windows are resent after the timeout, then after 2x and
+//     4x, then after a ceiling of 16x (at least 6 s, and at least twice
+//     the client's timeout option), Config.Retries times in all; then the
 //     transfer ends (ErrTimeout), closing its file and socket. The OACK is
 //     resent only after at least 6 s (atftp aborts on a duplicate OACK;
 //     clients recover a lost OACK or ACK 0 themselves). An ERROR packet from the client or an ICMP port unreachable

@@ -56,8 +56,8 @@ func (s *Server) transfer(ctx context.Context, req request, freq model.FileReque
 		s.log.Warn("tftp transfer socket", "path", freq.Path, "client", freq.Remote, "err", err)
 		return
 	}
-	defer conn.Close()
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer conn.close()
+	stop := context.AfterFunc(ctx, conn.shutdown)
 	defer stop()
 
 	f, err := s.cfg.Source.Open(ctx, freq)
@@ -74,7 +74,7 @@ func (s *Server) transfer(ctx context.Context, req request, freq model.FileReque
 			result = "render_error"
 			s.log.Warn("tftp file unavailable", "path", freq.Path, "client", freq.Remote, "err", err)
 		}
-		_, _ = conn.Write(appendError(nil, code, msg))
+		_ = conn.write(appendError(nil, code, msg))
 		return
 	}
 	defer f.Close()
@@ -84,20 +84,20 @@ func (s *Server) transfer(ctx context.Context, req request, freq model.FileReque
 	if req.mode == "netascii" {
 		if size > maxNetascii {
 			result, err = "error", fmt.Errorf("netascii transfer of %d bytes: too large", size)
-			_, _ = conn.Write(appendError(nil, errNotDefined, "file too large for netascii, use octet"))
+			_ = conn.write(appendError(nil, errNotDefined, "file too large for netascii, use octet"))
 			return
 		}
 		raw := make([]byte, size)
 		if _, err = f.ReadAt(raw, 0); err != nil && !errors.Is(err, io.EOF) {
 			result = "error"
-			_, _ = conn.Write(appendError(nil, errNotDefined, "read error"))
+			_ = conn.write(appendError(nil, errNotDefined, "read error"))
 			return
 		}
 		conv := toNetascii(raw)
 		r, size = bytes.NewReader(conv), int64(len(conv))
 	}
 
-	p := negotiate(req.opts, limits{maxBlockSize: min(s.cfg.MaxBlockSize, pathBlockLimit(conn)), maxWindowSize: s.cfg.MaxWindowSize})
+	p := negotiate(req.opts, limits{maxBlockSize: min(s.cfg.MaxBlockSize, conn.pathBlockLimit()), maxWindowSize: s.cfg.MaxWindowSize})
 	// The first retransmission comes after Config.Timeout, or the
 	// client's timeout option if shorter; consecutive timeouts double it up
 	// to a ceiling of at least backoffFloor (and twice the client's
@@ -140,7 +140,7 @@ func (s *Server) transfer(ctx context.Context, req request, freq model.FileReque
 			result = "aborted"
 		default:
 			result = "error"
-			_, _ = conn.Write(appendError(nil, errNotDefined, "read error"))
+			_ = conn.write(appendError(nil, errNotDefined, "read error"))
 		}
 		s.log.Debug("tftp transfer failed", "path", freq.Path, "client", freq.Remote, "bytes", sent, "err", err)
 	}
@@ -155,7 +155,7 @@ func (s *Server) transfer(ctx context.Context, req request, freq model.FileReque
 // before waiting; an ACK of block k means every block up to k arrived, and
 // sending restarts at k+1. W=1 is RFC 1350 lock-step.
 type sender struct {
-	conn    *net.UDPConn
+	conn    *sock
 	r       io.ReaderAt
 	size    int64
 	blk     int
@@ -193,9 +193,8 @@ func (s *sender) oack(pkt []byte) error {
 			return fmt.Errorf("send oack: %w", err)
 		}
 		deadline := time.Now().Add(wait)
-		wait = s.rto
 		for {
-			block, isAck, err := s.recv(deadline)
+			block, isAck, err := s.recv(wait, deadline)
 			if errors.Is(err, os.ErrDeadlineExceeded) {
 				break
 			}
@@ -206,6 +205,7 @@ func (s *sender) oack(pkt []byte) error {
 				return nil
 			}
 		}
+		wait = s.rto
 	}
 	return fmt.Errorf("oack: %w", ErrTimeout)
 }
@@ -214,21 +214,24 @@ func (s *sender) oack(pkt []byte) error {
 // is gone end the transfer; a packet the local stack refused (ENOBUFS, a
 // firewall's EPERM) counts as lost and is retransmitted like one.
 func (s *sender) write(pkt []byte) error {
-	_, err := s.conn.Write(pkt)
+	err := s.conn.write(pkt)
 	if err == nil || !(errors.Is(err, unix.ECONNREFUSED) || errors.Is(err, net.ErrClosed)) {
 		return nil
 	}
 	return fmt.Errorf("%w: %w", ErrAborted, err)
 }
 
-// recv reads one packet before deadline. It returns the ACK's block
-// number, or isAck=false for a packet to ignore; an ERROR packet from the
-// client or a socket error ends the transfer.
-func (s *sender) recv(deadline time.Time) (block uint16, isAck bool, err error) {
-	if err := s.conn.SetReadDeadline(deadline); err != nil {
-		return 0, false, fmt.Errorf("%w: %w", ErrAborted, err)
+// recv reads one packet, waiting at most wait, and reports a timeout once
+// deadline (at most wait after the window was sent) has passed even if
+// packets to ignore keep coming. It returns the ACK's block number, or
+// isAck=false for a packet to ignore; an ERROR packet from the client or a
+// socket error ends the transfer. wait stays the same for a whole window
+// so that the socket timeout is set once per window, not per packet.
+func (s *sender) recv(wait time.Duration, deadline time.Time) (block uint16, isAck bool, err error) {
+	n, err := s.conn.read(s.in, wait)
+	if err == nil && time.Now().After(deadline) {
+		err = os.ErrDeadlineExceeded
 	}
-	n, err := s.conn.Read(s.in)
 	if err != nil {
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			return 0, false, err
@@ -293,15 +296,21 @@ func (s *sender) run() error {
 				return err
 			}
 		}
-		// Exponential backoff on consecutive timeouts: it leaves a
-		// client whose ACK was lost a quiet gap longer than its own
-		// timeout, after which it re-acknowledges. atftp ignores repeated
+		// Backoff on consecutive timeouts: three quick retransmissions
+		// (rto, 2rto, 4rto) recover a lost tail of a window; after that
+		// the server waits the whole ceiling, which leaves a client whose
+		// ACK was lost a quiet gap longer than its own timeout, after which
+		// it re-acknowledges. atftp ignores repeated
 		// windows once it has sent one extra ACK, so resending at a fixed
 		// pace would keep it silent until we give up.
-		deadline := time.Now().Add(min(s.rto<<min(tries, 20), s.ceiling))
+		timeout := s.ceiling
+		if tries < 3 {
+			timeout = min(s.rto<<tries, s.ceiling)
+		}
+		deadline := time.Now().Add(timeout)
 	wait:
 		for {
-			block, isAck, err := s.recv(deadline)
+			block, isAck, err := s.recv(timeout, deadline)
 			switch {
 			case errors.Is(err, os.ErrDeadlineExceeded):
 				tries++
@@ -338,37 +347,16 @@ func (s *sender) run() error {
 	}
 }
 
-// pathBlockLimit is the largest block that fits the path MTU of the
-// connected socket: IP_MTU minus IPv4 (20), UDP (8) and TFTP (4) headers.
-// Without it, 1468 (Ethernet).
-func pathBlockLimit(c *net.UDPConn) int {
-	rc, err := c.SyscallConn()
-	if err != nil {
-		return fallbackBlockSize
-	}
-	mtu := 0
-	_ = rc.Control(func(fd uintptr) { mtu, _ = unix.GetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_MTU) })
-	if mtu < 68 {
-		return fallbackBlockSize
-	}
-	return min(max(mtu-32, minBlockSize), maxBlockSize)
-}
-
 // dial opens the transfer socket: a new port (the server's TID) on the
 // local address the request reached, connected to the client so that the
 // kernel filters other senders. In a foreign namespace it is created
 // there.
-func (s *Server) dial(local netip.Addr, remote netip.AddrPort) (*net.UDPConn, error) {
-	var laddr *net.UDPAddr
-	if local.IsValid() && !local.IsUnspecified() {
-		laddr = net.UDPAddrFromAddrPort(netip.AddrPortFrom(local, 0))
-	}
-	raddr := net.UDPAddrFromAddrPort(remote)
+func (s *Server) dial(local netip.Addr, remote netip.AddrPort) (*sock, error) {
 	if s.netns == nil {
-		return net.DialUDP("udp4", laddr, raddr)
+		return openSock(local, remote)
 	}
 	type result struct {
-		c   *net.UDPConn
+		c   *sock
 		err error
 	}
 	ch := make(chan result, 1)
@@ -380,7 +368,7 @@ func (s *Server) dial(local netip.Addr, remote netip.AddrPort) (*net.UDPConn, er
 			ch <- result{nil, fmt.Errorf("setns: %w", err)}
 			return
 		}
-		c, err := net.DialUDP("udp4", laddr, raddr)
+		c, err := openSock(local, remote)
 		ch <- result{c, err}
 	}()
 	r := <-ch
