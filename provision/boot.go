@@ -39,7 +39,7 @@ func (s *Service) Booter(next Booter) Booter {
 		case err != nil:
 			return model.BootReply{}, fmt.Errorf("boot decision for %s: %w", req.MAC, err)
 		default:
-			be, err := s.bootEnvFor(ctx, m)
+			be, err := s.loadBootEnv(ctx, s.bootEnvName(m)) // read-only
 			if err != nil {
 				return model.BootReply{}, fmt.Errorf("boot decision for %s: %w", req.MAC, err)
 			}

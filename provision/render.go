@@ -35,35 +35,78 @@ type RenderTarget struct {
 	// GenericGRUB is true for grub/grub.cfg asked by an unknown client: it
 	// chains to the per-MAC config.
 	GenericGRUB bool
+
+	// uuid and rev identify the machine's stored record ("" and 0 for an
+	// unknown machine); raw is that record when Machine is not decoded yet
+	// (a cache hit never decodes it).
+	uuid string
+	rev  int64
+	raw  []byte
+}
+
+// load decodes the machine record resolvePath left raw.
+func (t *RenderTarget) load() error {
+	if t.Machine != nil || t.raw == nil {
+		return nil
+	}
+	m, err := store.Decode[model.Machine](store.Entry{Key: t.uuid, Value: t.raw, Revision: t.rev})
+	if err != nil {
+		return err
+	}
+	t.Machine, t.raw = m, nil
+	return nil
+}
+
+// machineTarget is a target for a decoded machine.
+func machineTarget(m *model.Machine, mac, tmpl string) RenderTarget {
+	return RenderTarget{Machine: m, MAC: mac, Template: tmpl, uuid: m.UUID, rev: m.Revision}
 }
 
 // Render implements bootfs.Renderer: it serves per-machine boot loader
 // configs and machines/<uuid>/ files. ok is false for paths that are not
-// virtual files (the disk is tried then).
+// virtual files (the disk is tried then). The returned slice may be shared
+// with the render cache: callers must not modify it.
+//
+// While Run runs, outputs are cached (render_cache.go): the machine (and
+// lease) behind the path is looked up on every request and its store
+// revision is part of the key, and any write to param definitions,
+// profiles, bootenvs or templates invalidates every entry before the next
+// render (render_state.go), so a cached file is never stale. A failed
+// render is never cached. Hits publish the same "render" event as misses,
+// with "cached": true.
 func (s *Service) Render(ctx context.Context, req model.FileRequest) ([]byte, bool, error) {
+	// The generation is taken (and stored templates brought into the
+	// engine) before anything is read from the store.
+	snap := s.sync()
 	tgt, ok, err := s.resolvePath(ctx, req)
 	if err != nil || !ok {
 		return nil, ok, err
 	}
-	out, err := s.renderTarget(ctx, tgt, req)
-	who := tgt.MAC
-	if tgt.Machine != nil {
-		who = tgt.Machine.UUID
+	fw := s.firmwareOf(tgt.MAC)
+	var key cacheKey
+	cacheable := snap != nil && s.cache.enabled() && !tgt.GenericGRUB
+	if cacheable {
+		key = cacheKey{path: req.Path, local: req.Local.Addr().Unmap(), mac: tgt.MAC, uuid: tgt.uuid, rev: tgt.rev, fw: fw}
+		if out, ok := s.cache.get(snap.gen, key, s.clock.Now()); ok {
+			s.publish(model.Event{Type: "render", Kind: model.KindMachines, Key: tgt.uuid, Attrs: map[string]any{"path": req.Path, "mac": tgt.MAC, "bytes": len(out), "protocol": req.Protocol, "cached": true}})
+			return out, true, nil
+		}
 	}
+	out, err := s.renderTarget(ctx, tgt, req, fw, snap)
 	if err != nil {
+		who := tgt.MAC
+		if tgt.uuid != "" {
+			who = tgt.uuid
+		}
 		s.log.Warn("render failed", "path", req.Path, "machine", who, "client", req.Remote.Addr(), "err", err)
-		s.publish(model.Event{Type: "render.failed", Kind: model.KindMachines, Key: keyOf(tgt.Machine), Attrs: map[string]any{"path": req.Path, "mac": tgt.MAC, "error": err.Error(), "protocol": req.Protocol}})
+		s.publish(model.Event{Type: "render.failed", Kind: model.KindMachines, Key: tgt.uuid, Attrs: map[string]any{"path": req.Path, "mac": tgt.MAC, "error": err.Error(), "protocol": req.Protocol}})
 		return nil, true, err
 	}
-	s.publish(model.Event{Type: "render", Kind: model.KindMachines, Key: keyOf(tgt.Machine), Attrs: map[string]any{"path": req.Path, "mac": tgt.MAC, "bytes": len(out), "protocol": req.Protocol}})
-	return out, true, nil
-}
-
-func keyOf(m *model.Machine) string {
-	if m == nil {
-		return ""
+	if cacheable {
+		s.cache.put(snap.gen, key, out, s.clock.Now())
 	}
-	return m.UUID
+	s.publish(model.Event{Type: "render", Kind: model.KindMachines, Key: tgt.uuid, Attrs: map[string]any{"path": req.Path, "mac": tgt.MAC, "bytes": len(out), "protocol": req.Protocol}})
+	return out, true, nil
 }
 
 // resolvePath maps a cleaned boot path to a render target.
@@ -129,7 +172,9 @@ func (s *Service) resolvePath(ctx context.Context, req model.FileRequest) (Rende
 		if err != nil {
 			return RenderTarget{}, false, err
 		}
-		return RenderTarget{Machine: m, MAC: m.PrimaryMAC(), Template: file, PerMachine: true}, true, nil
+		tgt := machineTarget(m, m.PrimaryMAC(), file)
+		tgt.PerMachine = true
+		return tgt, true, nil
 	}
 	return RenderTarget{}, false, nil
 }
@@ -151,15 +196,17 @@ func parseMAC(s string) (string, error) {
 	return model.NormalizeMAC(s)
 }
 
+// targetByMAC finds the machine with that MAC. Its record is left raw:
+// the key of a cache hit needs only its UUID and revision.
 func (s *Service) targetByMAC(ctx context.Context, mac, tmpl string) (RenderTarget, bool, error) {
-	m, err := store.LookupBy[model.Machine](ctx, s.st, "mac", mac)
+	e, err := s.st.Lookup(ctx, model.KindMachines, "mac", mac)
 	if errors.Is(err, model.ErrNotFound) {
 		return RenderTarget{MAC: mac, Template: tmpl}, true, nil
 	}
 	if err != nil {
-		return RenderTarget{}, false, err
+		return RenderTarget{}, false, fmt.Errorf("lookup machines by mac %q: %w", mac, err)
 	}
-	return RenderTarget{Machine: m, MAC: mac, Template: tmpl}, true, nil
+	return RenderTarget{MAC: mac, Template: tmpl, uuid: e.Key, rev: e.Revision, raw: e.Value}, true, nil
 }
 
 // targetByAddr finds the machine at an IPv4 address (its Address, else
@@ -171,7 +218,7 @@ func (s *Service) targetByAddr(ctx context.Context, addr netip.Addr, tmpl string
 	}
 	m, err := store.LookupBy[model.Machine](ctx, s.st, "ip", addr.String())
 	if err == nil {
-		return RenderTarget{Machine: m, MAC: m.PrimaryMAC(), Template: tmpl}, true, nil
+		return machineTarget(m, m.PrimaryMAC(), tmpl), true, nil
 	}
 	if !errors.Is(err, model.ErrNotFound) {
 		return RenderTarget{}, false, err
@@ -195,10 +242,7 @@ configfile $prefix/grub.cfg-01-$net_default_mac
 // bootEnvFor returns the bootenv a machine boots (the unknown-machine
 // bootenv for nil).
 func (s *Service) bootEnvFor(ctx context.Context, m *model.Machine) (*model.BootEnv, error) {
-	name := s.unknownBootEnv
-	if m != nil && m.BootEnv != "" {
-		name = m.BootEnv
-	}
+	name := s.bootEnvName(m)
 	obj, err := s.Get(ctx, model.KindBootEnvs, name)
 	if err != nil {
 		return nil, fmt.Errorf("bootenv %s: %w", name, err)
@@ -206,30 +250,58 @@ func (s *Service) bootEnvFor(ctx context.Context, m *model.Machine) (*model.Boot
 	return obj.(*model.BootEnv), nil
 }
 
+// bootEnvName names the bootenv a machine boots (the unknown-machine
+// bootenv for nil).
+func (s *Service) bootEnvName(m *model.Machine) string {
+	if m != nil && m.BootEnv != "" {
+		return m.BootEnv
+	}
+	return s.unknownBootEnv
+}
+
 // RenderContext builds the template context for a machine (nil: unknown,
 // booting from mac) as reached at server.
 func (s *Service) RenderContext(ctx context.Context, m *model.Machine, mac string, server netip.Addr) (*templates.RenderContext, *model.BootEnv, error) {
-	be, err := s.bootEnvFor(ctx, m)
+	return s.renderContext(ctx, m, mac, server, s.firmwareOf(mac), s.sync())
+}
+
+// renderContext builds the template context from the snapshot of shared
+// objects (nil: read them from the store). The returned bootenv may be
+// shared: read it only.
+func (s *Service) renderContext(ctx context.Context, m *model.Machine, mac string, server netip.Addr, fw model.Firmware, snap *snapshot) (*templates.RenderContext, *model.BootEnv, error) {
+	name := s.bootEnvName(m)
+	var be *model.BootEnv
+	var err error
+	if snap != nil {
+		be, err = snap.bootEnv(ctx, s, name)
+	} else {
+		be, err = s.loadBootEnv(ctx, name)
+	}
 	if err != nil {
 		return nil, nil, err
 	}
+	layers, err := s.renderLayers(ctx, m, snap)
+	if err != nil {
+		return nil, nil, err
+	}
+	layers.BootEnv = be
+	// Templates get their own copy of what sprig could change in place
+	// (set/unset on a dict): bootenv params and param values. The objects
+	// themselves are shared by every render of the generation.
+	own := *be
+	own.Params = copyParams(be.Params)
 	rc := &templates.RenderContext{
 		Machine:    templates.MachineFrom(m, mac),
-		BootEnv:    templates.BootEnv{BootEnv: be},
+		BootEnv:    templates.BootEnv{BootEnv: &own},
 		ServerAddr: server.Unmap(),
 		HTTPPort:   s.httpPort,
 		APIPort:    s.apiPort,
-		Firmware:   s.firmwareOf(mac),
+		Firmware:   fw,
 	}
 	if rc.Machine.Arch == "" {
 		rc.Machine.Arch = rc.Firmware.Arch()
 	}
 	if m != nil {
-		layers, err := s.Layers(ctx, m)
-		if err != nil {
-			return nil, nil, err
-		}
-		layers.BootEnv = be
 		rc.Resolve = func(name string) (any, bool) {
 			r, ok := layers.Resolve(name)
 			if !ok {
@@ -243,24 +315,19 @@ func (s *Service) RenderContext(ctx context.Context, m *model.Machine, mac strin
 				}
 				return v, true
 			}
-			return r.Value, true
+			return copyValue(r.Value), true
 		}
 		if s.tokens != nil {
 			uuid := m.UUID
 			rc.Token = func() (string, error) { return s.tokens.MachineToken(uuid) }
 		}
 	} else {
-		layers, err := s.Layers(ctx, &model.Machine{})
-		if err != nil {
-			return nil, nil, err
-		}
-		layers.BootEnv = be
 		rc.Resolve = func(name string) (any, bool) {
 			r, ok := layers.Resolve(name)
 			if !ok || secrets.IsSealed(r.Value) {
 				return nil, false // unknown machines never see secure values
 			}
-			return r.Value, true
+			return copyValue(r.Value), true
 		}
 		if s.tokens != nil {
 			rc.Token = s.tokens.RegisterToken
@@ -269,11 +336,82 @@ func (s *Service) RenderContext(ctx context.Context, m *model.Machine, mac strin
 	return rc, be, nil
 }
 
-func (s *Service) renderTarget(ctx context.Context, tgt RenderTarget, req model.FileRequest) ([]byte, error) {
+// renderLayers loads the param layers of a machine (nil: unknown) except
+// its bootenv, from the snapshot (nil: from the store).
+func (s *Service) renderLayers(ctx context.Context, m *model.Machine, snap *snapshot) (model.ParamLayers, error) {
+	l := model.ParamLayers{Machine: m}
+	var err error
+	if snap != nil {
+		l.Defs, err = snap.paramDefs(ctx, s)
+	} else {
+		l.Defs, err = s.paramDefs(ctx)
+	}
+	if err != nil {
+		return l, err
+	}
+	profile := func(name string) (*model.Profile, error) {
+		if snap != nil {
+			return snap.profile(ctx, s, name)
+		}
+		p, err := store.Get[model.Profile](ctx, s.st, name)
+		if errors.Is(err, model.ErrNotFound) {
+			return nil, nil
+		}
+		return p, err
+	}
+	if m != nil {
+		for _, name := range m.Profiles {
+			p, err := profile(name)
+			if err != nil {
+				return l, err
+			}
+			if p == nil {
+				s.log.Warn("machine names a missing profile", "machine", m.UUID, "profile", name)
+				continue
+			}
+			l.Profiles = append(l.Profiles, p)
+		}
+	}
+	if l.Global, err = profile(model.GlobalProfile); err != nil {
+		return l, err
+	}
+	return l, nil
+}
+
+// copyValue deep-copies the maps and lists of a JSON value.
+func copyValue(v any) any {
+	switch v := v.(type) {
+	case map[string]any:
+		return copyParams(v)
+	case []any:
+		c := make([]any, len(v))
+		for i, e := range v {
+			c[i] = copyValue(e)
+		}
+		return c
+	}
+	return v
+}
+
+func copyParams(p map[string]any) map[string]any {
+	if p == nil {
+		return nil
+	}
+	c := make(map[string]any, len(p))
+	for k, v := range p {
+		c[k] = copyValue(v)
+	}
+	return c
+}
+
+func (s *Service) renderTarget(ctx context.Context, tgt RenderTarget, req model.FileRequest, fw model.Firmware, snap *snapshot) ([]byte, error) {
 	if tgt.GenericGRUB {
 		return []byte(genericGRUB), nil
 	}
-	rc, be, err := s.RenderContext(ctx, tgt.Machine, tgt.MAC, req.Local.Addr())
+	if err := tgt.load(); err != nil {
+		return nil, err
+	}
+	rc, be, err := s.renderContext(ctx, tgt.Machine, tgt.MAC, req.Local.Addr(), fw, snap)
 	if err != nil {
 		return nil, err
 	}
@@ -332,7 +470,7 @@ func (s *Service) RenderPath(ctx context.Context, uuid, path string, server neti
 		}
 		tgt = t
 	}
-	return s.renderTarget(ctx, tgt, model.FileRequest{Path: path, Protocol: "http", Local: netip.AddrPortFrom(server, uint16(s.httpPort))})
+	return s.renderTarget(ctx, tgt, model.FileRequest{Path: path, Protocol: "http", Local: netip.AddrPortFrom(server, uint16(s.httpPort))}, s.firmwareOf(tgt.MAC), s.sync())
 }
 
 // metadataFile serves the cloud-init NoCloud files every machine has,

@@ -52,8 +52,11 @@ type Config struct {
 	BootRoot string
 	// Clock times state changes, allocations and the reclaim loop
 	// (nil: the system clock).
-	Clock  Clock
-	Logger *slog.Logger
+	Clock Clock
+	// RenderCache bounds the cache of rendered files (zero value:
+	// defaults). Renders are cached only while Run runs.
+	RenderCache RenderCacheConfig
+	Logger      *slog.Logger
 }
 
 // Service implements the provisioning use cases.
@@ -74,6 +77,12 @@ type Service struct {
 	sums           fileSums
 	timelines      *Timelines
 	clock          Clock
+	// builtinEnvs and builtinTemplates are read-only copies of the
+	// catalog, shared by renders.
+	builtinEnvs      map[string]*model.BootEnv
+	builtinTemplates map[string]*model.Template
+	state            renderState
+	cache            *renderCache
 }
 
 // New returns a Service. Store and Sealer are required.
@@ -101,7 +110,8 @@ func New(cfg Config) (*Service, error) {
 		notify: cfg.Notifier, engine: templates.NewEngine(), log: cfg.Logger,
 		schemas: newSchemaCache(), firmware: newFirmwareCache(4096),
 		httpPort: cfg.HTTPPort, apiPort: cfg.APIPort, unknownBootEnv: cfg.UnknownBootEnv,
-		bootRoot: cfg.BootRoot, clock: cfg.Clock,
+		bootRoot: cfg.BootRoot, clock: cfg.Clock, cache: newRenderCache(cfg.RenderCache),
+		builtinEnvs: map[string]*model.BootEnv{}, builtinTemplates: map[string]*model.Template{},
 	}
 	s.timelines = newTimelines(s, TimelineEntries, TimelineMachines)
 	if s.catalog != nil {
@@ -109,6 +119,10 @@ func New(cfg Config) (*Service, error) {
 			if err := s.engine.Set(t.ID, t.Contents); err != nil {
 				return nil, fmt.Errorf("built-in template %s: %w", t.ID, err)
 			}
+			s.builtinTemplates[t.ID] = s.builtin(model.KindTemplates, t.ID).(*model.Template)
+		}
+		for _, b := range s.catalog.BootEnvs() {
+			s.builtinEnvs[b.Name] = s.builtin(model.KindBootEnvs, b.Name).(*model.BootEnv)
 		}
 	}
 	return s, nil
@@ -128,37 +142,6 @@ func (s *Service) LoadTemplates(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-// Run keeps the template engine in step with stored templates until ctx
-// ends. It returns nil when ctx ends.
-func (s *Service) Run(ctx context.Context) error {
-	ch, err := s.st.Watch(ctx, model.KindTemplates)
-	if err != nil {
-		return fmt.Errorf("watch templates: %w", err)
-	}
-	for ev := range ch {
-		switch ev.Type {
-		case store.Deleted:
-			s.engine.Delete(ev.Key)
-			if b := s.builtin(model.KindTemplates, ev.Key); b != nil {
-				_ = s.engine.Set(ev.Key, b.(*model.Template).Contents)
-			}
-		default:
-			var t model.Template
-			if err := json.Unmarshal(ev.Value, &t); err != nil {
-				s.log.Warn("stored template does not decode", "template", ev.Key, "err", err)
-				continue
-			}
-			if err := s.engine.Set(t.ID, t.Contents); err != nil {
-				s.log.Warn("stored template does not parse", "template", t.ID, "err", err)
-			}
-		}
-	}
-	if ctx.Err() != nil {
-		return nil
-	}
-	return errors.New("template watch ended")
 }
 
 // publish sends an event when a Notifier is configured.
@@ -376,9 +359,7 @@ func (s *Service) Delete(ctx context.Context, kind, key string, want int64) (mod
 	if err := store.Delete(ctx, s.st, kind, key, want); err != nil {
 		return nil, err
 	}
-	if t, ok := obj.(*model.Template); ok {
-		s.afterDeleteTemplate(t)
-	}
+	s.afterWrite(obj)
 	return obj, nil
 }
 
@@ -555,10 +536,11 @@ func (s *Service) openAll(p map[string]any) (map[string]any, error) {
 	return p, nil
 }
 
-// afterWrite is where a stored template reaches the engine; the daemon's
-// watch keeps engines in sync, so this is a no-op hook for now.
-func (s *Service) afterWrite(model.Object)             {}
-func (s *Service) afterDeleteTemplate(*model.Template) {}
+// afterWrite ends the render generation after a write to a kind renders
+// share (the store watch does too, but may deliver the event later when
+// writes race). Stored templates reach the engine through the watch
+// (render_state.go).
+func (s *Service) afterWrite(obj model.Object) { s.bump(obj.Kind()) }
 
 // cloneObject deep-copies an object through JSON (keeping the revision).
 // Model types always round-trip; a failure returns the original's kind empty
