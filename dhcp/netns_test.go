@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -57,6 +59,12 @@ func startServer(t *testing.T, ns *testenv.Netns, ifaces []string, path string, 
 	if err != nil {
 		t.Fatal(err)
 	}
+	return startServerOn(t, ns, ifaces, path, st, booter, objs...)
+}
+
+// startServerOn is startServer on an open store, which it closes.
+func startServerOn(t *testing.T, ns *testenv.Netns, ifaces []string, path string, st store.Store, booter dhcp.Booter, objs ...model.Object) *server {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	for _, o := range objs {
 		if err := store.Create(ctx, st, o); err != nil {
@@ -694,5 +702,53 @@ func TestPingCheckSkipsAddressInUse(t *testing.T) {
 				t.Errorf("no log says why the address was skipped:\n%s", srv.logs)
 			}
 		})
+	}
+}
+
+// failingStore fails lease writes while fail is set.
+type failingStore struct {
+	store.Store
+	fail atomic.Bool
+}
+
+func (f *failingStore) Put(ctx context.Context, kind, key string, value []byte, want int64, idx map[string][]string) (int64, error) {
+	if kind == model.KindLeases && f.fail.Load() {
+		return 0, errors.New("disk full")
+	}
+	return f.Store.Put(ctx, kind, key, value, want, idx)
+}
+
+// TestNoAckWithoutDurableLease: while lease writes fail, udhcpc gets
+// offers but no ACK, the drops are counted and logged; once writes work
+// again, the same client is acked and the lease is in the store.
+func TestNoAckWithoutDurableLease(t *testing.T) {
+	l := newLAN(t, "10.20.0.2/24")
+	path := filepath.Join(t.TempDir(), "ironcast.db")
+	bst, err := bolt.Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &failingStore{Store: bst}
+	st.fail.Store(true)
+	srv := startServerOn(t, l.srvNS, []string{l.srvIf}, path, st, nil, subnet("rack1", "10.20.0.0/24", "10.20.0.10", "10.20.0.20"))
+	if ev := udhcpcOnce(t, l.cliNS, l.cliIf, "-t", "2"); ev != nil {
+		t.Fatalf("client bound %v while no lease could be stored", ev)
+	}
+	if n := srv.counter(t, "ironcast_dhcp_sent_total", "type", "ack"); n != 0 {
+		t.Errorf("%v acks sent while no lease could be stored", n)
+	}
+	if n := srv.counter(t, "ironcast_dhcp_dropped_total", "reason", "lease_error"); n < 1 {
+		t.Errorf("lease_error drops %v, want at least 1", n)
+	}
+	if !strings.Contains(srv.logs.String(), "lease write failed") {
+		t.Errorf("no log line says why:\n%s", srv.logs)
+	}
+	st.fail.Store(false)
+	ev := udhcpcOnce(t, l.cliNS, l.cliIf)
+	if ev == nil {
+		t.Fatal("no lease once writes work again")
+	}
+	if got := srv.lease(t, ev["ip"]); got.State != model.LeaseBound || got.Token != l.cliNS.MAC(t, l.cliIf) {
+		t.Fatalf("stored lease %+v", got)
 	}
 }

@@ -170,12 +170,7 @@ perf() {
 	fi
 }
 
-# median VALUES...: the median of numbers ("-" ignored).
-median() {
-	printf '%s\n' "$@" | { grep -v '^-$' || true; } | sort -g | awk '{v[NR]=$1} END{if (NR==0) print "-"; else if (NR%2) print v[(NR+1)/2]; else print (v[NR/2]+v[NR/2+1])/2}'
-}
-
-declare -A BEST US DO RA
+declare -A BEST US DO RA RUNS
 printf '%-4s %-9s %7s %9s %8s %8s %6s %9s\n' rep server rate sent drop% us/DORA ovf "lat DO/RA ms"
 read -ra ORDER <<<"$SERVERS"
 for ((rep = 1; rep <= REPS; rep++)); do
@@ -192,13 +187,15 @@ for ((rep = 1; rep <= REPS; rep++)); do
 			fi
 		done
 		stop_server
-		BEST[$srv]+="$b " US[$srv]+="$u " DO[$srv]+="$o " RA[$srv]+="$a "
+		RUNS[$srv]+="$b $u $o $a"$'\n'
 	done
 	ORDER=("${ORDER[@]:1}" "${ORDER[0]}") # rotate
 done
+# Each server's figures come from its median repetition by rate (the
+# lower middle one for an even count), so that they belong together.
 for srv in $SERVERS; do
-	# shellcheck disable=SC2086
-	BEST[$srv]=$(median ${BEST[$srv]}) US[$srv]=$(median ${US[$srv]}) DO[$srv]=$(median ${DO[$srv]}) RA[$srv]=$(median ${RA[$srv]})
+	read -r BEST[$srv] US[$srv] DO[$srv] RA[$srv] < <(printf '%s' "${RUNS[$srv]}" | sort -g -k1,1 |
+		awk '{l[NR]=$0} END{print l[int((NR+1)/2)]}')
 done
 
 echo
