@@ -40,7 +40,8 @@ func (p *phaseTable) String() string {
 
 // lifecycle walks one machine through discovery, provisioning with the
 // test image and release, asserting each step, and returns its phases.
-func lifecycle(t *testing.T, env *harness.Env, vm *harness.VM, wantMem int64) harness.Phases {
+// discovered, when not nil, is called with the discovery boot and record.
+func lifecycle(t *testing.T, env *harness.Env, vm *harness.VM, wantMem int64, discovered func(*harness.Boot, *model.Machine)) harness.Phases {
 	t.Helper()
 	ctx := context.Background()
 	arch := vm.Firmware.Arch()
@@ -52,6 +53,10 @@ func lifecycle(t *testing.T, env *harness.Env, vm *harness.VM, wantMem int64) ha
 		t.Fatal(err)
 	}
 	checkDiscovered(t, env, vm, m, wantMem)
+	checkOwnChain(t, vm, disc, m)
+	if discovered != nil {
+		discovered(disc, m)
+	}
 	t.Logf("%s: discovery boot took its path: DHCP firmware %s, boot program %q, script %s",
 		vm.Name, disc.DHCPFirmware, disc.ProgramFile, disc.ScriptPath)
 
@@ -143,6 +148,29 @@ func checkDiscovered(t *testing.T, env *harness.Env, vm *harness.VM, m *model.Ma
 	}
 }
 
+// checkOwnChain asserts that what the machine was served was its own:
+// the iPXE script named by its MAC, its MAC echoed by the script on its
+// console, and its own machine UUID reported by the discovery image.
+func checkOwnChain(t *testing.T, vm *harness.VM, b *harness.Boot, m *model.Machine) {
+	t.Helper()
+	console := vm.SerialTail(1 << 20)
+	var want []string
+	if vm.Firmware == harness.ARM64 {
+		want = []string{"ironcast: loading discovery"}
+	} else {
+		if b.ScriptPath != vm.MAC+".ipxe" && b.ScriptPath != "/"+vm.MAC+".ipxe" {
+			t.Errorf("%s: served script %q, want its own %s.ipxe", vm.Name, b.ScriptPath, vm.MAC)
+		}
+		want = []string{"ironcast: booting discovery on " + vm.MAC}
+	}
+	want = append(want, "ironcast: registered as "+m.UUID)
+	for _, w := range want {
+		if !strings.Contains(console, w) {
+			t.Errorf("%s: console lacks %q", vm.Name, w)
+		}
+	}
+}
+
 func randomWord() string {
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
@@ -157,11 +185,11 @@ func tail(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// TestNetboot boots machines of every firmware path from one server: the
-// three x86 machines (SeaBIOS with the iPXE ROM, OVMF UEFI PXE, OVMF UEFI
-// HTTP boot) at once, so that concurrent boots must not cross wires, and
-// the arm64 machine (AAVMF, GRUB). Each is discovered, provisioned with
-// the test image and released; the table of phase times is printed.
+// TestNetboot boots one machine of every firmware path from one server,
+// all at once: SeaBIOS with the iPXE ROM, OVMF UEFI PXE and OVMF UEFI HTTP
+// boot (three x86 machines booting concurrently must not cross wires) and
+// arm64 (AAVMF, GRUB). Each is discovered, provisioned with the test image
+// and released; the table of phase times is printed.
 func TestNetboot(t *testing.T) {
 	requireTools(t, true)
 	env := newEnv(t, "amd64", "arm64")
@@ -181,15 +209,55 @@ func TestNetboot(t *testing.T) {
 		{"uefi-http", harness.UEFIHTTP, 512},
 		{"arm64", harness.ARM64, 768},
 	}
+	// Subtests run from goroutines, not t.Parallel, so that -parallel
+	// (GOMAXPROCS, 2 in CI) cannot serialise them.
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		disc  = map[string]*harness.Boot{}
+		owner = map[string]string{} // machine UUID → test machine
+	)
 	for _, mc := range machines {
-		t.Run(mc.name, func(t *testing.T) {
-			t.Parallel()
-			vm, err := env.StartVM(context.Background(), mc.name, mc.fw)
-			if err != nil {
-				t.Fatal(err)
-			}
-			table.add(lifecycle(t, env, vm, mc.mem))
-		})
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t.Run(mc.name, func(t *testing.T) {
+				vm, err := env.StartVM(context.Background(), mc.name, mc.fw)
+				if err != nil {
+					t.Fatal(err)
+				}
+				row := lifecycle(t, env, vm, mc.mem, func(b *harness.Boot, m *model.Machine) {
+					mu.Lock()
+					defer mu.Unlock()
+					disc[mc.name] = b
+					if other, ok := owner[m.UUID]; ok {
+						t.Errorf("%s registered as machine %s, which %s registered as too", mc.name, m.UUID, other)
+					}
+					owner[m.UUID] = mc.name
+				})
+				table.add(row)
+			})
+		}()
+	}
+	wg.Wait()
+	// The x86 machines' discovery boots overlapped in time: the run did
+	// boot them concurrently.
+	var latestStart, earliestDone time.Time
+	for _, name := range []string{"bios", "uefi-pxe", "uefi-http"} {
+		b := disc[name]
+		if b == nil || b.Done.IsZero() {
+			return // that machine failed; its subtest says why
+		}
+		if b.Start.After(latestStart) {
+			latestStart = b.Start
+		}
+		if earliestDone.IsZero() || b.Done.Before(earliestDone) {
+			earliestDone = b.Done
+		}
+	}
+	if !latestStart.Before(earliestDone) {
+		t.Errorf("the x86 discovery boots did not overlap: the last started at %s, the first was done at %s",
+			latestStart.Format(time.TimeOnly), earliestDone.Format(time.TimeOnly))
 	}
 }
 

@@ -12,7 +12,6 @@ import (
 	"sync"
 	"syscall"
 
-	"github.com/ironcast/ironcast/api/client"
 	"github.com/ironcast/ironcast/model"
 )
 
@@ -151,18 +150,8 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	}
 	subnet := map[string]any{"Name": "e2e", "Subnet": SubnetCIDR, "ActiveStart": "10.77.0.100",
 		"ActiveEnd": "10.77.0.200", "Router": ServerAddr, "Enabled": true}
-	for attempt := 1; ; attempt++ {
-		_, err := e.srv.client.Create(ctx, model.KindSubnets, subnet)
-		if err == nil {
-			break
-		}
-		var apiErr *client.APIError
-		if attempt == 3 || errors.As(err, &apiErr) {
-			return nil, fmt.Errorf("create subnet: %w", err)
-		}
-		// A connection reset right after start-up has been seen once;
-		// say so, and try again.
-		e.logf("server: create subnet (attempt %d): %v", attempt, err)
+	if _, err := e.srv.client.Create(ctx, model.KindSubnets, subnet); err != nil {
+		return nil, fmt.Errorf("create subnet: %w", err)
 	}
 	return e, nil
 }
@@ -205,7 +194,7 @@ func (e *Env) startRA() error {
 		"--enable-ra", "--dhcp-range=fd77::,ra-only,64", "--ra-param="+e.bridge+",10,0",
 		"--pid-file=", "--dhcp-leasefile="+filepath.Join(e.workDir, "dnsmasq.leases"),
 		"--log-facility="+logPath)
-	if err := cmd.Start(); err != nil {
+	if err := start(cmd); err != nil {
 		return fmt.Errorf("start dnsmasq for router advertisements: %w", err)
 	}
 	e.ra = cmd

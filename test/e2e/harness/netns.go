@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -56,14 +57,44 @@ func (n *netns) run(name string, args ...string) error {
 	return err
 }
 
-// command returns a command that runs inside the namespace. The child gets
-// SIGKILL when the harness's process dies (ip netns exec execs the
-// program, so the setting reaches it).
+// command returns a command that runs inside the namespace. Start it with
+// start, so that it gets SIGKILL when the harness's process dies (ip netns
+// exec execs the program, so the setting reaches it).
 func (n *netns) command(ctx context.Context, name string, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", n.name, name}, args...)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	return cmd
 }
+
+// start starts cmd from one OS thread that lives as long as the process.
+// The parent-death signal fires when the thread that forked the child
+// exits, not the process, and Go ends threads: a goroutine that exits
+// while locked to its thread (as netns.do's do) takes the thread with it,
+// which would kill children forked from it at random.
+func start(cmd *exec.Cmd) error {
+	spawnOnce.Do(func() {
+		spawnc = make(chan spawnReq)
+		go func() {
+			runtime.LockOSThread() // never unlocked: the thread outlives every child
+			for r := range spawnc {
+				r.err <- r.cmd.Start()
+			}
+		}()
+	})
+	errc := make(chan error, 1)
+	spawnc <- spawnReq{cmd: cmd, err: errc}
+	return <-errc
+}
+
+type spawnReq struct {
+	cmd *exec.Cmd
+	err chan error
+}
+
+var (
+	spawnOnce sync.Once
+	spawnc    chan spawnReq
+)
 
 // delete removes the namespace; its links go with it once no process
 // holds it.

@@ -64,7 +64,7 @@ func startServer(ctx context.Context, ns *netns, bin, br, dataDir, workDir, logP
 	// The server records its endpoint for the local CLI under
 	// $XDG_CONFIG_HOME; keep that out of the host user's config.
 	cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+filepath.Join(workDir, "config"), "HOME="+workDir)
-	if err := cmd.Start(); err != nil {
+	if err := start(cmd); err != nil {
 		return nil, fmt.Errorf("start %s serve: %w", bin, err)
 	}
 	s := &server{cmd: cmd, dataDir: dataDir, done: make(chan struct{})}

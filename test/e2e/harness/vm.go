@@ -195,7 +195,7 @@ func probeKVM(ovmfCode, ovmfVars, dir string) bool {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	var stderr syncBuffer
 	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
+	if err := start(cmd); err != nil {
 		return false
 	}
 	var exited atomic.Bool
@@ -327,7 +327,7 @@ func (e *Env) StartVM(ctx context.Context, name string, fw Firmware) (*VM, error
 		e.mu.Unlock()
 		return nil, errors.New("environment is closed")
 	}
-	if err := vm.cmd.Start(); err != nil {
+	if err := start(vm.cmd); err != nil {
 		e.mu.Unlock()
 		return nil, fmt.Errorf("start %s: %w", bin, err)
 	}
