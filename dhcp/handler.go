@@ -337,7 +337,7 @@ func (h *handler) offerOrAck(ctx context.Context, req *dhcpv4.DHCPv4, typ dhcpv4
 			res.bound = &l
 		}
 	}
-	if typ == dhcpv4.MessageTypeAck && d.Addr.IsValid() || typ == dhcpv4.MessageTypeOffer {
+	if h.notifier != nil && (typ == dhcpv4.MessageTypeAck && d.Addr.IsValid() || typ == dhcpv4.MessageTypeOffer) {
 		res.ev = h.event(ev, d.Addr, lr, map[string]any{"subnet": s.Name, "firmware": string(c.boot.Firmware), "proxy": proxy})
 	}
 	return res, nil
