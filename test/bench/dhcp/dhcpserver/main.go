@@ -1,7 +1,8 @@
 // Command dhcpserver runs ironcast's DHCP server (package dhcp over ipam
-// and a bbolt store) as a process, for the benchmark and the crash test,
-// until `ironcast serve` exists. It is test-only: never point it at a real
-// network; run it inside a network namespace.
+// and a bbolt store, wired as daemon.Run wires them, with bbolt's default
+// options) as a process, for the benchmark and its crash check, without
+// the API, TFTP and HTTP servers of `ironcast serve`. It is test-only:
+// never point it at a real network; run it inside a network namespace.
 //
 //	dhcpserver -db FILE -iface IF [-iface IF] -subnet NAME=CIDR,START,END [-nosync]
 package main
@@ -20,6 +21,7 @@ import (
 	"time"
 
 	"github.com/ironcast/ironcast/dhcp"
+	"github.com/ironcast/ironcast/events"
 	"github.com/ironcast/ironcast/ipam"
 	"github.com/ironcast/ironcast/model"
 	"github.com/ironcast/ironcast/store"
@@ -98,7 +100,8 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	reg := prometheus.NewRegistry()
-	srv, err := dhcp.New(dhcp.Config{Interfaces: ifaces, Leases: alloc, Logger: log, Workers: *workers, Registerer: reg})
+	// Events go to a bus as in the daemon (here with no subscriber).
+	srv, err := dhcp.New(dhcp.Config{Interfaces: ifaces, Leases: alloc, Logger: log, Workers: *workers, Registerer: reg, Notifier: &events.Bus{}})
 	if err != nil {
 		return err
 	}
