@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -53,7 +54,7 @@ func lifecycle(t *testing.T, env *harness.Env, vm *harness.VM, wantMem int64, di
 		t.Fatal(err)
 	}
 	checkDiscovered(t, env, vm, m, wantMem)
-	checkOwnChain(t, vm, disc, m)
+	checkOwnChain(t, env, vm, disc, m)
 	if discovered != nil {
 		discovered(disc, m)
 	}
@@ -151,9 +152,8 @@ func checkDiscovered(t *testing.T, env *harness.Env, vm *harness.VM, m *model.Ma
 // checkOwnChain asserts that what the machine was served was its own:
 // the iPXE script named by its MAC, its MAC echoed by the script on its
 // console, and its own machine UUID reported by the discovery image.
-func checkOwnChain(t *testing.T, vm *harness.VM, b *harness.Boot, m *model.Machine) {
+func checkOwnChain(t *testing.T, env *harness.Env, vm *harness.VM, b *harness.Boot, m *model.Machine) {
 	t.Helper()
-	console := vm.SerialTail(1 << 20)
 	var want []string
 	if vm.Firmware == harness.ARM64 {
 		want = []string{"ironcast: loading discovery"}
@@ -165,8 +165,9 @@ func checkOwnChain(t *testing.T, vm *harness.VM, b *harness.Boot, m *model.Machi
 	}
 	want = append(want, "ironcast: registered as "+m.UUID)
 	for _, w := range want {
-		if !strings.Contains(console, w) {
-			t.Errorf("%s: console lacks %q", vm.Name, w)
+		// The image prints after the server has recorded it: wait.
+		if _, err := env.AwaitConsole(context.Background(), vm, regexp.MustCompile(regexp.QuoteMeta(w))); err != nil {
+			t.Error(err)
 		}
 	}
 }

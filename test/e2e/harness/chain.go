@@ -95,8 +95,11 @@ func (e *Env) fail(vm *VM, step string, err error) *ChainError {
 		Serial: vm.SerialTail(40), ServerLog: e.ServerLogTail(25), Events: e.eventSummary(vm), Artifacts: e.artifacts}
 }
 
-// eventSummary lists the server events about vm, one per line.
-func (e *Env) eventSummary(vm *VM) string {
+// eventSummary lists the server events about vm, one per line, with
+// wall-clock times, or with offsets from base when it is not zero.
+func (e *Env) eventSummary(vm *VM) string { return e.formatEvents(vm, time.Time{}) }
+
+func (e *Env) formatEvents(vm *VM, base time.Time) string {
 	evs, _ := e.rec.snapshot()
 	var sb strings.Builder
 	for _, ev := range evs {
@@ -108,12 +111,20 @@ func (e *Env) eventSummary(vm *VM) string {
 			keys = append(keys, k)
 		}
 		slices.Sort(keys)
-		fmt.Fprintf(&sb, "%s %-14s", ev.Time.Format("15:04:05.000"), ev.Type)
+		if base.IsZero() {
+			fmt.Fprintf(&sb, "%s %-14s", ev.Time.Format("15:04:05.000"), ev.Type)
+		} else {
+			fmt.Fprintf(&sb, "  +%6.1fs %-14s", ev.Time.Sub(base).Seconds(), ev.Type)
+		}
 		for _, k := range keys {
 			if k == "mac" || k == "iface" {
 				continue
 			}
-			fmt.Fprintf(&sb, " %s=%v", k, ev.Attrs[k])
+			v := ev.Attrs[k]
+			if f, ok := v.(float64); ok && f == float64(int64(f)) {
+				v = int64(f) // JSON numbers: print byte counts as integers
+			}
+			fmt.Fprintf(&sb, " %s=%v", k, v)
 		}
 		sb.WriteByte('\n')
 	}
@@ -234,6 +245,13 @@ func (e *Env) awaitSerial(ctx context.Context, vm *VM, c *cursor, step string, r
 	}
 	c.serial = pos
 	return line, nil
+}
+
+// AwaitConsole waits until a line of vm's console (from its start) matches
+// re, and returns it. It fails like every other wait: on a deadline, on a
+// failure seen on the console or the server, or when QEMU exits.
+func (e *Env) AwaitConsole(ctx context.Context, vm *VM, re *regexp.Regexp) (string, error) {
+	return e.awaitSerial(ctx, vm, &cursor{}, "console line "+re.String(), re)
 }
 
 func isFile(proto, name string, ok bool) func(model.Event) bool {
