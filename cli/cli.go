@@ -133,7 +133,7 @@ func (a *app) rootCmd() *cobra.Command {
 		return nil
 	}
 
-	root.AddCommand(a.serveCmd(), a.versionCmd())
+	root.AddCommand(a.serveCmd(), a.versionCmd(), a.selftestCmd())
 	a.addAPICommands(root)
 	a.addFileCommands(root)
 	return root
