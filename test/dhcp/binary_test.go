@@ -304,7 +304,10 @@ func startClient(t *testing.T, ns *testenv.Netns, name string, args ...string) *
 // get a lease from `ironcast serve`, renew it and release it, and
 // `ironcast leases list -o json` shows the lease bound, renewed and
 // released; the machine created beforehand with the client's MAC gets
-// the address in Machine.Address.
+// the address in Machine.Address. Then udhcpc's ARP check declines an
+// address another host uses, and the list shows it declined. (Offers are
+// not stored, so the list never shows "offered"; "expired" appears once
+// the sweep runs, every 30 s, which ipam's tests cover.)
 func TestServeLeaseLifecycleWithRealClients(t *testing.T) {
 	testenv.RequireRoot(t)
 	srvNS, cliNS := testenv.NewNetns(t), testenv.NewNetns(t)
@@ -386,6 +389,34 @@ func TestServeLeaseLifecycleWithRealClients(t *testing.T) {
 			t.Fatalf("dhclient -r: %v\n%s", err, b)
 		}
 		s.waitLease(addr, "released", func(l *lease) bool { return l.State == "released" && l.Token == mac })
+	})
+
+	t.Run("declined", func(t *testing.T) {
+		udhcpc := testenv.RequireTool(t, "udhcpc")
+		// Another host already uses the next free address (here a second
+		// address of the server's own interface, which answers ARP).
+		// The server hands out never-used addresses in order: the next one
+		// is the lowest of the range without a lease.
+		used := map[string]bool{}
+		for _, l := range s.leases() {
+			used[l.Addr] = true
+		}
+		next := ""
+		for i := 10; i <= 20 && next == ""; i++ {
+			if a := fmt.Sprintf("10.20.0.%d", i); !used[a] {
+				next = a
+			}
+		}
+		srvNS.Run(t, "ip", "addr", "add", next+"/32", "dev", srvIf)
+		cliNS.Run(t, "ip", "addr", "flush", "dev", cliIf)
+		cliNS.Run(t, "ip", "link", "set", cliIf, "address", "02:00:00:00:01:03")
+		sc, events := script(t, udhcpcScript)
+		// -a: udhcpc checks the offered address with ARP and declines it.
+		startClient(t, cliNS, udhcpc, "-f", "-i", cliIf, "-s", sc, "-t", "10", "-T", "1", "-a200")
+		if got := waitEvent(t, events, "bound", 1)["ip"]; got == next || got == "" {
+			t.Fatalf("bound to %q after declining %s", got, next)
+		}
+		s.waitLease(next, "declined", func(l *lease) bool { return l.State == "declined" && l.Token == "" })
 	})
 }
 
