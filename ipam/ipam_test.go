@@ -488,3 +488,33 @@ func TestLeaseWatchLagRereadsLeases(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestSweepStoresExpiredLeases(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	st := openStore(t, filepath.Join(t.TempDir(), "ironcast.db"))
+	if err := store.Create(ctx, st, testSubnet()); err != nil {
+		t.Fatal(err)
+	}
+	clk := &clock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+	a, err := ipam.New(ctx, ipam.Config{Store: st, Now: clk.Now, SweepInterval: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{st: st, a: a, clock: clk}
+	addr := e.dora(t, "52:54:00:00:00:01")
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	clk.Add(2 * time.Hour) // past the one-hour lease
+	deadline := time.Now().Add(10 * time.Second)
+	for e.stored(t, addr.String()).State != model.LeaseExpired {
+		if time.Now().After(deadline) {
+			t.Fatalf("lease never stored as expired: %+v", e.stored(t, addr.String()))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
