@@ -125,17 +125,25 @@ cpu_ns() {
 	fi
 }
 
-# fetch PORT FILE OUT BLKSIZE WINDOW: one atftp transfer on CPU1, checked.
+# fetch PORT FILE OUT BLKSIZE WINDOW: one atftp transfer on CPU1.
 fetch() {
 	local port=$1 file=$2 out=$3 bs=$4 ws=$5
 	local opts=(--option "blksize $bs")
 	[ "$ws" -gt 1 ] && opts+=(--option "windowsize $ws")
-	taskset -c 1 atftp "${opts[@]}" -g -r "$file" -l "$out" 127.0.0.1 "$port" >/dev/null 2>&1 || {
+	timeout 300 taskset -c 1 atftp "${opts[@]}" -g -r "$file" -l "$out" 127.0.0.1 "$port" >/dev/null 2>&1 || {
 		echo "run.sh: atftp $file from port $port failed" >&2; return 1; }
-	local got
-	got=$(sha256sum "$out" | cut -d' ' -f1)
-	[ "$got" = "${SUM[$file]}" ] || { echo "run.sh: sha256 mismatch for $file from port $port" >&2; return 1; }
-	rm -f "$out"
+}
+
+# verify FILE OUT...: every fetched copy must match (after the timed part,
+# so that hashing does not count as transfer time).
+verify() {
+	local file=$1 out got
+	shift
+	for out in "$@"; do
+		got=$(sha256sum "$out" | cut -d' ' -f1)
+		[ "$got" = "${SUM[$file]}" ] || { echo "run.sh: sha256 mismatch for $file ($out)" >&2; return 1; }
+		rm -f "$out"
+	done
 }
 
 # measure SERVER CASE: prints "MiB/s ms_per_MiB" for one fresh server.
@@ -154,7 +162,7 @@ measure() {
 	conc) file=f1M count=1 bs=1468 ws=1 conc=$CONC ;;
 	esac
 	start_server "$server" "$port"
-	local c0 c1 t0 t1 i fail=0
+	local c0 c1 t0 t1 i n fail=0
 	c0=$(cpu_ns "$SPID")
 	t0=$(date +%s.%N)
 	if [ "$conc" -gt 1 ]; then
@@ -167,7 +175,7 @@ measure() {
 		mib=$conc
 	else
 		for ((i = 0; i < count; i++)); do
-			fetch "$port" "$file" "$WORK/out/s" "$bs" "$ws" || fail=1
+			fetch "$port" "$file" "$WORK/out/s$i" "$bs" "$ws" || fail=1
 		done
 		mib=$(( count * $(stat -c %s "$ROOT/$file") / 1048576 ))
 	fi
@@ -175,7 +183,13 @@ measure() {
 	sleep 0.2 # let tftpd-hpa reap its children
 	c1=$(cpu_ns "$SPID")
 	stop_server
-	[ $fail = 0 ] || exit 1
+	if [ "$conc" -gt 1 ]; then n=$conc; else n=$count; fi
+	local outs=()
+	for ((i = 0; i < n; i++)); do
+		if [ "$conc" -gt 1 ]; then outs+=("$WORK/out/c$i"); else outs+=("$WORK/out/s$i"); fi
+	done
+	[ $fail = 1 ] || verify "$file" "${outs[@]}" || fail=1
+	[ $fail = 0 ] || { echo "run.sh: $case on $server failed" >&2; exit 1; }
 	awk -v t0="$t0" -v t1="$t1" -v c0="$c0" -v c1="$c1" -v mib="$mib" \
 		'BEGIN { printf "%.1f %.2f\n", mib / (t1 - t0), (c1 - c0) / 1e6 / mib }'
 }
@@ -188,7 +202,10 @@ for ((rep = 0; rep < REPS; rep++)); do
 		# Rotate the order of servers each repetition.
 		for ((k = 0; k < ${#SERVERS[@]}; k++)); do
 			s=${SERVERS[$(((k + rep) % ${#SERVERS[@]}))]}
-			echo "$case $s $(measure "$s" "$case")" >>"$RESULTS"
+			# Not in $(...): a failure must exit this shell, whose trap
+			# stops the servers it started.
+			measure "$s" "$case" >"$WORK/m"
+			echo "$case $s $(cat "$WORK/m")" >>"$RESULTS"
 		done
 	done
 	echo "repetition $((rep + 1))/$REPS done" >&2
