@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ironcast/ironcast/api/client"
 	"github.com/ironcast/ironcast/model"
 	"github.com/ironcast/ironcast/test/e2e/harness"
 )
@@ -55,6 +56,7 @@ func lifecycle(t *testing.T, env *harness.Env, vm *harness.VM, wantMem int64, di
 	}
 	checkDiscovered(t, env, vm, m, wantMem)
 	checkOwnChain(t, env, vm, disc, m)
+	checkTimeline(t, env, vm)
 	if discovered != nil {
 		discovered(disc, m)
 	}
@@ -172,6 +174,36 @@ func checkOwnChain(t *testing.T, env *harness.Env, vm *harness.VM, b *harness.Bo
 	}
 }
 
+// checkTimeline asserts that the machine's timeline in the API tells the
+// story of its discovery boot: the DHCP ack, the script or config
+// rendered, the initrd served and the registration.
+func checkTimeline(t *testing.T, env *harness.Env, vm *harness.VM) {
+	t.Helper()
+	tl, err := env.Timeline(context.Background(), vm)
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	initrd := "discovery/" + vm.Firmware.Arch() + "/initrd.img"
+	want := map[string]func(client.TimelineEntry) bool{
+		"dhcp.ack": func(e client.TimelineEntry) bool { return e.Type == "dhcp.ack" },
+		"render":   func(e client.TimelineEntry) bool { return e.Type == "render" },
+		"initrd served": func(e client.TimelineEntry) bool {
+			p, _ := e.Attrs["path"].(string)
+			return strings.HasSuffix(e.Type, ".file") && strings.TrimPrefix(p, "/") == initrd
+		},
+		"registered": func(e client.TimelineEntry) bool {
+			to, _ := e.Attrs["to"].(string)
+			return e.Type == "transition" && to == string(model.StateReady)
+		},
+	}
+	for what, ok := range want {
+		if !slices.ContainsFunc(tl, ok) {
+			t.Errorf("%s: the API timeline has no %s entry (%d entries; see %s.timeline.json)", vm.Name, what, len(tl), vm.Name)
+		}
+	}
+}
+
 func randomWord() string {
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
@@ -227,6 +259,8 @@ func TestNetboot(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
+				// Keep the whole timeline with the artifacts.
+				t.Cleanup(func() { _, _ = env.Timeline(context.Background(), vm) })
 				row := lifecycle(t, env, vm, mc.mem, func(b *harness.Boot, m *model.Machine) {
 					mu.Lock()
 					defer mu.Unlock()

@@ -2,6 +2,7 @@ package harness
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/ironcast/ironcast/api/client"
 	"github.com/ironcast/ironcast/model"
 )
 
@@ -293,6 +295,24 @@ func (e *Env) SetParam(ctx context.Context, uuid, name string, value any) error 
 
 // Machines lists the server's machines.
 func (e *Env) Machines(ctx context.Context) ([]model.Machine, error) { return e.srv.machines(ctx) }
+
+// Timeline returns the machine's boot timeline as the API shows it
+// (GET /api/v1/machines/{uuid}/timeline) and writes it to the artifacts
+// as <name>.timeline.json.
+func (e *Env) Timeline(ctx context.Context, vm *VM) ([]client.TimelineEntry, error) {
+	uuid := e.uuidOf(vm)
+	if uuid == "" {
+		return nil, fmt.Errorf("%s has no machine record yet", vm.Name)
+	}
+	tl, err := e.srv.client.Timeline(ctx, uuid)
+	if err != nil {
+		return nil, fmt.Errorf("timeline of %s: %w", vm.Name, err)
+	}
+	if b, err := json.MarshalIndent(tl, "", "  "); err == nil {
+		_ = os.WriteFile(filepath.Join(e.artifacts, vm.Name+".timeline.json"), b, 0o644)
+	}
+	return tl, nil
+}
 
 // Leases lists the server's leases.
 func (e *Env) Leases(ctx context.Context) ([]model.Lease, error) {
