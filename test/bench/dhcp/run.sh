@@ -28,7 +28,7 @@
 # perfdhcp run at nice $NICE (default -10) to suffer less from other
 # load; every server gets the same.
 #
-#   test/bench/dhcp/run.sh            # full run (REPS=3, ~15 minutes)
+#   test/bench/dhcp/run.sh            # full run (REPS=3, ~20 minutes)
 #   QUICK=1 test/bench/dhcp/run.sh    # CI: small size, proves it works
 #   SERVERS="ironcast kea" DUR=10 REPS=1 test/bench/dhcp/run.sh
 set -euo pipefail
@@ -170,24 +170,34 @@ perf() {
 	fi
 }
 
+echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg) (2 cores; above ~1 the figures are noisy)"
 declare -A BEST US DO RA RUNS
 printf '%-4s %-9s %7s %9s %8s %8s %6s %9s\n' rep server rate sent drop% us/DORA ovf "lat DO/RA ms"
+# The servers climb the ladder together: at each rate every server still
+# in the race runs once (fresh state), so that a burst of load from
+# elsewhere on the machine hits all of them at about the same time. A
+# server leaves the race at its first rate with more than 0.1 % drops.
 read -ra ORDER <<<"$SERVERS"
 for ((rep = 1; rep <= REPS; rep++)); do
-	for srv in "${ORDER[@]}"; do
-		start_server $srv
-		b=0 u=- o=- a=-
-		for r in $RATES; do
+	declare -A b=() u=() o=() a=()
+	active=("${ORDER[@]}")
+	for r in $RATES; do
+		next=()
+		for srv in "${active[@]}"; do
+			start_server $srv
 			perf $r $CLIENTS
+			stop_server
 			printf '%-4s %-9s %7s %9s %8s %8s %6s %9s\n' $rep $srv $r $SENT $DROPPCT $USPER $OVF "$LAT_DO/$LAT_RA"
 			if awk -v p=$DROPPCT 'BEGIN{exit !(p <= 0.1)}' && ((SENT >= r * DUR * 9 / 10)); then
-				b=$r u=$USPER o=$LAT_DO a=$LAT_RA
-			else
-				break
+				b[$srv]=$r u[$srv]=$USPER o[$srv]=$LAT_DO a[$srv]=$LAT_RA
+				next+=("$srv")
 			fi
 		done
-		stop_server
-		RUNS[$srv]+="$b $u $o $a"$'\n'
+		((${#next[@]} > 0)) || break
+		active=("${next[@]}")
+	done
+	for srv in "${ORDER[@]}"; do
+		RUNS[$srv]+="${b[$srv]:-0} ${u[$srv]:--} ${o[$srv]:--} ${a[$srv]:--}"$'\n'
 	done
 	ORDER=("${ORDER[@]:1}" "${ORDER[0]}") # rotate
 done
@@ -199,6 +209,7 @@ for srv in $SERVERS; do
 done
 
 echo
+echo "load average at end of the ladder: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "highest DORA rate with <= 0.1 % drops, $CLIENTS clients, ${DUR}s per step, median of $REPS (server CPU0, perfdhcp CPU1)"
 printf '%-9s %9s %9s %14s %10s %12s\n' server DORA/s us/DORA "avg DO/RA ms" "rate/Kea" "CPU/Kea"
 for srv in $SERVERS; do
