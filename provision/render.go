@@ -42,6 +42,8 @@ type RenderTarget struct {
 	uuid string
 	rev  int64
 	raw  []byte
+	// byMAC is true when the path named the MAC (macTarget).
+	byMAC bool
 }
 
 // load decodes the machine record resolvePath left raw.
@@ -67,29 +69,48 @@ func machineTarget(m *model.Machine, mac, tmpl string) RenderTarget {
 // virtual files (the disk is tried then). The returned slice may be shared
 // with the render cache: callers must not modify it.
 //
-// While Run runs, outputs are cached (render_cache.go): the machine (and
-// lease) behind the path is looked up on every request and its store
-// revision is part of the key, and any write to param definitions,
-// profiles, bootenvs or templates invalidates every entry before the next
-// render (render_state.go), so a cached file is never stale. A failed
+// While Run runs, outputs are cached (render_cache.go). A write to a
+// machine drops the entries of its UUID and MACs, and a write to param
+// definitions, profiles, bootenvs or templates drops every entry, before
+// the next render starts (render_state.go), so a cached file is never
+// stale. Paths that name a MAC are answered from the cache without a store
+// read; paths resolved by client address or UUID look the machine (and
+// lease) up on every request and key the entry by the record's revision. A failed
 // render is never cached. Hits publish the same "render" event as misses,
 // with "cached": true.
 func (s *Service) Render(ctx context.Context, req model.FileRequest) ([]byte, bool, error) {
-	// The generation is taken (and stored templates brought into the
-	// engine) before anything is read from the store.
-	snap := s.sync()
+	// The generations are taken (stored templates brought into the engine,
+	// machine writes applied to the cache) before anything is read from
+	// the store.
+	snap, mgen := s.sync()
+	caching := snap != nil && s.cache.enabled()
+	if caching {
+		// A path naming its MAC is answered from the cache without a store
+		// read: machine writes drop the entries of their UUID and MACs.
+		if mac, _, ok := macTarget(req); ok {
+			key := cacheKey{path: req.Path, local: req.Local.Addr().Unmap(), mac: mac, fw: s.firmwareOf(mac)}
+			if out, uuid, ok := s.cache.get(snap.gen, key, s.clock.Now()); ok {
+				s.publishRender(req, uuid, mac, out, true)
+				return out, true, nil
+			}
+		}
+	}
 	tgt, ok, err := s.resolvePath(ctx, req)
 	if err != nil || !ok {
 		return nil, ok, err
 	}
 	fw := s.firmwareOf(tgt.MAC)
 	var key cacheKey
-	cacheable := snap != nil && s.cache.enabled() && !tgt.GenericGRUB
+	cacheable := caching && !tgt.GenericGRUB
 	if cacheable {
-		key = cacheKey{path: req.Path, local: req.Local.Addr().Unmap(), mac: tgt.MAC, uuid: tgt.uuid, rev: tgt.rev, fw: fw}
-		if out, ok := s.cache.get(snap.gen, key, s.clock.Now()); ok {
-			s.publish(model.Event{Type: "render", Kind: model.KindMachines, Key: tgt.uuid, Attrs: map[string]any{"path": req.Path, "mac": tgt.MAC, "bytes": len(out), "protocol": req.Protocol, "cached": true}})
-			return out, true, nil
+		key = cacheKey{path: req.Path, local: req.Local.Addr().Unmap(), mac: tgt.MAC, fw: fw}
+		if !tgt.byMAC {
+			// Found by address or UUID: the record read now decides.
+			key.uuid, key.rev = tgt.uuid, tgt.rev
+			if out, _, ok := s.cache.get(snap.gen, key, s.clock.Now()); ok {
+				s.publishRender(req, tgt.uuid, tgt.MAC, out, true)
+				return out, true, nil
+			}
 		}
 	}
 	out, err := s.renderTarget(ctx, tgt, req, fw, snap)
@@ -103,39 +124,67 @@ func (s *Service) Render(ctx context.Context, req model.FileRequest) ([]byte, bo
 		return nil, true, err
 	}
 	if cacheable {
-		s.cache.put(snap.gen, key, out, s.clock.Now())
+		s.cache.put(snap.gen, mgen, key, tgt.uuid, out, s.clock.Now())
 	}
-	s.publish(model.Event{Type: "render", Kind: model.KindMachines, Key: tgt.uuid, Attrs: map[string]any{"path": req.Path, "mac": tgt.MAC, "bytes": len(out), "protocol": req.Protocol}})
+	s.publishRender(req, tgt.uuid, tgt.MAC, out, false)
 	return out, true, nil
+}
+
+func (s *Service) publishRender(req model.FileRequest, uuid, mac string, out []byte, cached bool) {
+	attrs := map[string]any{"path": req.Path, "mac": mac, "bytes": len(out), "protocol": req.Protocol}
+	if cached {
+		attrs["cached"] = true
+	}
+	s.publish(model.Event{Type: "render", Kind: model.KindMachines, Key: uuid, Attrs: attrs})
+}
+
+// macTarget returns the booting MAC and boot loader template of a path
+// that names its MAC (<mac>.ipxe, default.ipxe?mac=, pxelinux.cfg/01-<mac>,
+// grub/grub.cfg-01-<mac>): such a path resolves without knowing the
+// client's address.
+func macTarget(req model.FileRequest) (mac, tmpl string, ok bool) {
+	p := req.Path
+	var name string
+	switch {
+	case strings.HasSuffix(p, ".ipxe") && !strings.Contains(p, "/"):
+		name, tmpl = strings.TrimSuffix(p, ".ipxe"), model.TemplateIPXE
+		if name == "default" || name == "boot" {
+			if name = req.Query["mac"]; name == "" {
+				return "", "", false
+			}
+		}
+	case strings.HasPrefix(p, "pxelinux.cfg/01-"):
+		name, tmpl = strings.TrimPrefix(p, "pxelinux.cfg/01-"), model.TemplatePXELinux
+	case strings.HasPrefix(p, "grub/grub.cfg-"):
+		name, tmpl = strings.TrimPrefix(strings.TrimPrefix(p, "grub/grub.cfg-"), "01-"), model.TemplateGRUB
+	default:
+		return "", "", false
+	}
+	mac, err := parseMAC(name)
+	if err != nil {
+		return "", "", false
+	}
+	return mac, tmpl, true
 }
 
 // resolvePath maps a cleaned boot path to a render target.
 func (s *Service) resolvePath(ctx context.Context, req model.FileRequest) (RenderTarget, bool, error) {
+	if mac, tmpl, ok := macTarget(req); ok {
+		return s.targetByMAC(ctx, mac, tmpl)
+	}
 	p := req.Path
 	switch {
 	case strings.HasSuffix(p, ".ipxe") && !strings.Contains(p, "/"):
 		name := strings.TrimSuffix(p, ".ipxe")
 		if name == "default" || name == "boot" {
-			if q := req.Query["mac"]; q != "" {
-				name = q
-			} else {
-				return s.targetByAddr(ctx, req.Remote.Addr(), model.TemplateIPXE)
-			}
+			return s.targetByAddr(ctx, req.Remote.Addr(), model.TemplateIPXE)
 		}
-		mac, err := parseMAC(name)
-		if err != nil {
-			return RenderTarget{}, false, nil
-		}
-		return s.targetByMAC(ctx, mac, model.TemplateIPXE)
+		return RenderTarget{}, false, nil
 	case strings.HasPrefix(p, "pxelinux.cfg/"):
 		name := strings.TrimPrefix(p, "pxelinux.cfg/")
 		switch {
 		case strings.HasPrefix(name, "01-"):
-			mac, err := parseMAC(name[3:])
-			if err != nil {
-				return RenderTarget{}, false, nil
-			}
-			return s.targetByMAC(ctx, mac, model.TemplatePXELinux)
+			return RenderTarget{}, false, nil // not a MAC
 		case name == "default":
 			return s.targetByAddr(ctx, req.Remote.Addr(), model.TemplatePXELinux)
 		case len(name) == 8:
@@ -152,13 +201,6 @@ func (s *Service) resolvePath(ctx context.Context, req model.FileRequest) (Rende
 			tgt.GenericGRUB = true
 		}
 		return tgt, ok, err
-	case strings.HasPrefix(p, "grub/grub.cfg-"):
-		name := strings.TrimPrefix(strings.TrimPrefix(p, "grub/grub.cfg-"), "01-")
-		mac, err := parseMAC(name)
-		if err != nil {
-			return RenderTarget{}, false, nil
-		}
-		return s.targetByMAC(ctx, mac, model.TemplateGRUB)
 	case strings.HasPrefix(p, "machines/"):
 		rest := strings.TrimPrefix(p, "machines/")
 		uuid, file, ok := strings.Cut(rest, "/")
@@ -201,12 +243,12 @@ func parseMAC(s string) (string, error) {
 func (s *Service) targetByMAC(ctx context.Context, mac, tmpl string) (RenderTarget, bool, error) {
 	e, err := s.st.Lookup(ctx, model.KindMachines, "mac", mac)
 	if errors.Is(err, model.ErrNotFound) {
-		return RenderTarget{MAC: mac, Template: tmpl}, true, nil
+		return RenderTarget{MAC: mac, Template: tmpl, byMAC: true}, true, nil
 	}
 	if err != nil {
 		return RenderTarget{}, false, fmt.Errorf("lookup machines by mac %q: %w", mac, err)
 	}
-	return RenderTarget{MAC: mac, Template: tmpl, uuid: e.Key, rev: e.Revision, raw: e.Value}, true, nil
+	return RenderTarget{MAC: mac, Template: tmpl, uuid: e.Key, rev: e.Revision, raw: e.Value, byMAC: true}, true, nil
 }
 
 // targetByAddr finds the machine at an IPv4 address (its Address, else
@@ -262,7 +304,8 @@ func (s *Service) bootEnvName(m *model.Machine) string {
 // RenderContext builds the template context for a machine (nil: unknown,
 // booting from mac) as reached at server.
 func (s *Service) RenderContext(ctx context.Context, m *model.Machine, mac string, server netip.Addr) (*templates.RenderContext, *model.BootEnv, error) {
-	return s.renderContext(ctx, m, mac, server, s.firmwareOf(mac), s.sync())
+	snap, _ := s.sync()
+	return s.renderContext(ctx, m, mac, server, s.firmwareOf(mac), snap)
 }
 
 // renderContext builds the template context from the snapshot of shared
@@ -470,7 +513,8 @@ func (s *Service) RenderPath(ctx context.Context, uuid, path string, server neti
 		}
 		tgt = t
 	}
-	return s.renderTarget(ctx, tgt, model.FileRequest{Path: path, Protocol: "http", Local: netip.AddrPortFrom(server, uint16(s.httpPort))}, s.firmwareOf(tgt.MAC), s.sync())
+	snap, _ := s.sync()
+	return s.renderTarget(ctx, tgt, model.FileRequest{Path: path, Protocol: "http", Local: netip.AddrPortFrom(server, uint16(s.httpPort))}, s.firmwareOf(tgt.MAC), snap)
 }
 
 // metadataFile serves the cloud-init NoCloud files every machine has,

@@ -50,9 +50,11 @@ type RenderCacheStats struct {
 
 // cacheKey is everything a rendering depends on besides the objects
 // covered by the generation (param definitions, profiles, bootenvs,
-// templates): the path, the address the client reached, the booting MAC,
-// the machine record (UUID and store revision, "" and 0 when unknown), and
-// the firmware DHCP reported for the MAC.
+// templates) and the machine record: the path, the address the client
+// reached, the booting MAC, and the firmware DHCP reported for the MAC.
+// For paths resolved by address or UUID it also holds the machine record
+// found (UUID and store revision; "" and 0 when unknown); paths naming a
+// MAC leave them zero and rely on machine writes dropping their entries.
 type cacheKey struct {
 	path  string
 	local netip.Addr
@@ -72,9 +74,12 @@ func (k cacheKey) size() int64 {
 
 type cacheEntry struct {
 	key     cacheKey
+	uuid    string // the machine rendered for, "" when unknown
 	out     []byte
 	expires time.Time
 }
+
+func (e *cacheEntry) size() int64 { return e.key.size() + int64(len(e.uuid)+len(e.out)) }
 
 // renderCache is a bounded LRU of rendered outputs for one generation of
 // the shared objects. It is safe for concurrent use.
@@ -85,9 +90,14 @@ type renderCache struct {
 
 	mu    sync.Mutex
 	gen   uint64
+	mgen  uint64 // machine writes applied (dropMachine)
 	m     map[cacheKey]*list.Element
 	lru   list.List // of *cacheEntry, most recently used first
 	bytes int64
+	// byUUID and byMAC index the entries rendered for a machine UUID and
+	// for a booting MAC, for dropMachine.
+	byUUID map[string]map[*list.Element]struct{}
+	byMAC  map[string]map[*list.Element]struct{}
 
 	hits, misses atomic.Uint64
 }
@@ -103,8 +113,8 @@ func newRenderCache(cfg RenderCacheConfig) *renderCache {
 		cfg.TTL = DefaultRenderCacheTTL
 	}
 	cfg.TTL = min(cfg.TTL, MaxRenderCacheTTL)
-	c := &renderCache{maxEntries: cfg.MaxEntries, maxBytes: cfg.MaxBytes, ttl: cfg.TTL, m: map[cacheKey]*list.Element{}}
-	return c
+	return &renderCache{maxEntries: cfg.MaxEntries, maxBytes: cfg.MaxBytes, ttl: cfg.TTL, m: map[cacheKey]*list.Element{},
+		byUUID: map[string]map[*list.Element]struct{}{}, byMAC: map[string]map[*list.Element]struct{}{}}
 }
 
 func (c *renderCache) enabled() bool { return c.maxEntries > 0 }
@@ -126,8 +136,30 @@ func (c *renderCache) syncGen(gen uint64) bool {
 
 func (c *renderCache) resetLocked() {
 	clear(c.m)
+	clear(c.byUUID)
+	clear(c.byMAC)
 	c.lru.Init()
 	c.bytes = 0
+}
+
+// dropMachine drops every entry rendered for machine uuid or for one of
+// macs (a MAC rendered as unknown that now belongs to a machine), and
+// records that a machine write was applied: outputs rendered before it
+// (put with an older mgen) are not stored.
+func (c *renderCache) dropMachine(uuid string, macs []string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.mgen++
+	if uuid != "" {
+		for el := range c.byUUID[uuid] {
+			c.removeLocked(el)
+		}
+	}
+	for _, mac := range macs {
+		for el := range c.byMAC[mac] {
+			c.removeLocked(el)
+		}
+	}
 }
 
 // reset drops every entry.
@@ -137,59 +169,95 @@ func (c *renderCache) reset() {
 	c.mu.Unlock()
 }
 
+// machineGen returns the count of machine writes applied.
+func (c *renderCache) machineGen() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.mgen
+}
+
 // get returns the output cached under k for generation gen, if it has not
-// expired by now. The slice is shared: callers must not modify it.
-func (c *renderCache) get(gen uint64, k cacheKey, now time.Time) ([]byte, bool) {
+// expired by now, and the UUID of the machine it was rendered for. The
+// slice is shared: callers must not modify it. A miss is not counted here
+// when the caller will look again under a fuller key.
+func (c *renderCache) get(gen uint64, k cacheKey, now time.Time) ([]byte, string, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.syncGen(gen) {
 		c.misses.Add(1)
-		return nil, false
+		return nil, "", false
 	}
 	el, ok := c.m[k]
 	if !ok {
 		c.misses.Add(1)
-		return nil, false
+		return nil, "", false
 	}
 	e := el.Value.(*cacheEntry)
 	if !now.Before(e.expires) {
 		c.removeLocked(el)
 		c.misses.Add(1)
-		return nil, false
+		return nil, "", false
 	}
 	c.lru.MoveToFront(el)
 	c.hits.Add(1)
-	return e.out, true
+	return e.out, e.uuid, true
 }
 
-// put caches out under k for generation gen (rendered from objects read
-// after gen was taken), evicting the least recently used entries beyond the
-// bounds. An older generation's output is dropped.
-func (c *renderCache) put(gen uint64, k cacheKey, out []byte, now time.Time) {
-	size := k.size() + int64(len(out))
+// put caches out, rendered for machine uuid ("" when unknown), under k. gen
+// and mgen are the generations taken before anything was read for the
+// rendering: if either has moved on since, what was read may be stale and
+// out is dropped. Least recently used entries beyond the bounds are
+// evicted.
+func (c *renderCache) put(gen, mgen uint64, k cacheKey, uuid string, out []byte, now time.Time) {
+	e := &cacheEntry{key: k, uuid: uuid, out: out, expires: now.Add(c.ttl)}
+	size := e.size()
 	if size > c.maxBytes/4 {
 		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !c.syncGen(gen) {
+	if !c.syncGen(gen) || mgen != c.mgen {
 		return
 	}
 	if el, ok := c.m[k]; ok {
 		c.removeLocked(el)
 	}
-	e := &cacheEntry{key: k, out: out, expires: now.Add(c.ttl)}
-	c.m[k] = c.lru.PushFront(e)
+	el := c.lru.PushFront(e)
+	c.m[k] = el
+	index(c.byMAC, k.mac, el)
+	if uuid != "" {
+		index(c.byUUID, uuid, el)
+	}
 	c.bytes += size
 	for len(c.m) > c.maxEntries || c.bytes > c.maxBytes {
 		c.removeLocked(c.lru.Back())
 	}
 }
 
+func index(ix map[string]map[*list.Element]struct{}, k string, el *list.Element) {
+	set := ix[k]
+	if set == nil {
+		set = map[*list.Element]struct{}{}
+		ix[k] = set
+	}
+	set[el] = struct{}{}
+}
+
+func unindex(ix map[string]map[*list.Element]struct{}, k string, el *list.Element) {
+	if set := ix[k]; set != nil {
+		delete(set, el)
+		if len(set) == 0 {
+			delete(ix, k)
+		}
+	}
+}
+
 func (c *renderCache) removeLocked(el *list.Element) {
 	e := c.lru.Remove(el).(*cacheEntry)
 	delete(c.m, e.key)
-	c.bytes -= e.key.size() + int64(len(e.out))
+	unindex(c.byMAC, e.key.mac, el)
+	unindex(c.byUUID, e.uuid, el)
+	c.bytes -= e.size()
 }
 
 func (c *renderCache) stats() RenderCacheStats {

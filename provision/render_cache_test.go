@@ -203,6 +203,18 @@ func TestRenderCacheInvalidation(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, "echo direct"},
+		{"machine written to the store directly", func(t *testing.T, svc *Service, st store.Store) {
+			if _, err := store.Mutate[model.Machine](ctx, st, cacheUUID, func(m *model.Machine) error {
+				m.Params = map[string]any{"color": "direct"}
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}, "set color direct"},
+		{"machine's MAC moved to another machine", func(t *testing.T, svc *Service, st store.Store) {
+			updateObj(t, svc, model.KindMachines, cacheUUID, func(o model.Object) { o.(*model.Machine).HardwareAddrs = []string{"52:54:00:aa:00:99"} })
+			mustCreate(t, svc, &model.Machine{UUID: "00000000-0000-4000-8000-00000000aa02", Name: "node-b", HardwareAddrs: []string{cacheMAC}, BootEnv: "cache-b", Profiles: []string{"blue"}})
+		}, "# node-b boots cache-b"},
 		{"firmware reported by DHCP", func(t *testing.T, svc *Service, _ store.Store) {
 			svc.firmware.put(cacheMAC, model.FirmwareUEFI64)
 		}, "on uefi-x64"},
@@ -340,38 +352,57 @@ func TestRenderCacheBounded(t *testing.T) {
 	}
 }
 
-// TestRenderCacheLRU checks eviction order and byte accounting directly.
+// TestRenderCacheLRU checks eviction order, byte accounting, generations
+// and dropping a machine's entries directly.
 func TestRenderCacheLRU(t *testing.T) {
 	c := newRenderCache(RenderCacheConfig{MaxEntries: 2})
 	now := time.Now()
-	k := func(p string) cacheKey { return cacheKey{path: p} }
-	c.put(1, k("a"), []byte("A"), now)
-	c.put(1, k("b"), []byte("B"), now)
-	c.get(1, k("a"), now) // a is now the most recent
-	c.put(1, k("c"), []byte("C"), now)
+	k := func(p string) cacheKey { return cacheKey{path: p, mac: "m-" + p} }
+	get := func(gen uint64, p string) (string, bool) {
+		out, _, ok := c.get(gen, k(p), now)
+		return string(out), ok
+	}
+	c.put(1, 0, k("a"), "uuid-a", []byte("A"), now)
+	c.put(1, 0, k("b"), "uuid-b", []byte("B"), now)
+	get(1, "a") // a is now the most recent
+	c.put(1, 0, k("c"), "", []byte("C"), now)
 	var got []string
 	for _, p := range []string{"a", "b", "c"} {
-		if out, ok := c.get(1, k(p), now); ok {
-			got = append(got, string(out))
+		if out, ok := get(1, p); ok {
+			got = append(got, out)
 		}
 	}
 	if diff := cmp.Diff(got, []string{"A", "C"}); diff != "" {
 		t.Errorf("kept (-got +want):\n%s", diff)
 	}
-	if want := k("a").size() + 1 + k("c").size() + 1; c.stats().Bytes != want {
+	if want := k("a").size() + int64(len("uuid-a")+1) + k("c").size() + 1; c.stats().Bytes != want {
 		t.Errorf("bytes %d, want %d", c.stats().Bytes, want)
+	}
+	// A machine write drops the entries rendered for it and for its MACs,
+	// and outputs rendered before it are not stored.
+	c.dropMachine("uuid-a", []string{"m-c"})
+	if s := c.stats(); s.Entries != 0 || s.Bytes != 0 {
+		t.Errorf("after dropping uuid-a and m-c: %+v", s)
+	}
+	c.put(1, 0, k("d"), "", []byte("D"), now)
+	if _, ok := get(1, "d"); ok {
+		t.Error("an output rendered before a machine write was stored")
+	}
+	c.put(1, 1, k("d"), "", []byte("D"), now)
+	if _, ok := get(1, "d"); !ok {
+		t.Error("an output rendered after the machine write was not stored")
 	}
 	// An older generation's output is never stored or served; a newer one
 	// flushes.
-	c.put(0, k("old"), []byte("X"), now)
-	if _, ok := c.get(1, k("old"), now); ok {
+	c.put(0, 1, k("old"), "", []byte("X"), now)
+	if _, ok := get(1, "old"); ok {
 		t.Error("an older generation's output was stored")
 	}
-	if _, ok := c.get(2, k("a"), now); ok {
+	if _, ok := get(2, "d"); ok {
 		t.Error("a new generation still serves the old entries")
 	}
-	if s := c.stats(); s.Entries != 0 || s.Bytes != 0 {
-		t.Errorf("after a new generation: %+v", s)
+	if s := c.stats(); s.Entries != 0 || s.Bytes != 0 || len(c.byMAC) != 0 || len(c.byUUID) != 0 {
+		t.Errorf("after a new generation: %+v, %d MACs and %d UUIDs indexed", s, len(c.byMAC), len(c.byUUID))
 	}
 }
 

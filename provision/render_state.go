@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -18,10 +19,14 @@ import (
 // request: they are decoded once per generation (a snapshot), and a
 // generation ends with any committed write to one of them.
 //
-// Machines and leases are read on every request instead (an indexed
-// lookup), and the machine's revision is part of the cache key, so writes
-// to them (frequent under DHCP) never flush the cache.
+// Machines are watched too, but a machine write (frequent under DHCP) only
+// drops the entries rendered for that machine or its MACs. Leases matter
+// only to paths resolved by client address, which look the machine up on
+// every request.
 var sharedKinds = []string{model.KindTemplates, model.KindParams, model.KindProfiles, model.KindBootEnvs}
+
+// watchedKinds are the kinds Run watches.
+var watchedKinds = append(slices.Clone(sharedKinds), model.KindMachines)
 
 // watchPoll is how often Run drains the watches when no render does it, so
 // that a burst of writes does not overflow them.
@@ -53,22 +58,23 @@ type kindWatch struct {
 }
 
 // sync drains the watches and returns the snapshot of the current
-// generation, or nil when there is none (then nothing may be cached).
-func (s *Service) sync() *snapshot {
+// generation and the count of machine writes applied to the cache, or nil
+// when there is no generation (then nothing may be cached).
+func (s *Service) sync() (*snapshot, uint64) {
 	st := &s.state
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if st.watches == nil || st.broken {
-		return nil
+		return nil, 0
 	}
 	s.drainLocked()
 	if st.broken {
-		return nil
+		return nil, 0
 	}
 	if st.snap == nil || st.snap.gen != st.gen {
 		st.snap = &snapshot{gen: st.gen}
 	}
-	return st.snap
+	return st.snap, s.cache.machineGen()
 }
 
 // drainLocked applies every pending event. Called with state.mu held.
@@ -86,10 +92,14 @@ func (s *Service) drainLocked() {
 					changed = true
 					break drain
 				}
-				changed = true
-				if w.kind == model.KindTemplates {
+				switch w.kind {
+				case model.KindMachines:
+					s.applyMachineEvent(ev)
+					continue
+				case model.KindTemplates:
 					s.applyTemplateEvent(ev)
 				}
+				changed = true
 			default:
 				break drain
 			}
@@ -116,6 +126,21 @@ func (s *Service) bump(kind string) {
 	st.mu.Unlock()
 }
 
+// applyMachineEvent drops the cached files of one written machine: those
+// rendered for it, and those of its MACs (rendered while the MAC was
+// unknown). Old MACs it no longer has are covered by its UUID.
+func (s *Service) applyMachineEvent(ev store.Event) {
+	var m struct {
+		UUID          string
+		HardwareAddrs []string
+	}
+	if err := json.Unmarshal(ev.Value, &m); err != nil {
+		s.log.Warn("stored machine does not decode; dropping every cached file", "machine", ev.Key, "err", err)
+		s.cache.reset()
+	}
+	s.cache.dropMachine(ev.Key, m.HardwareAddrs)
+}
+
 // applyTemplateEvent keeps the engine in step with one template write.
 func (s *Service) applyTemplateEvent(ev store.Event) {
 	if ev.Type == store.Deleted {
@@ -140,8 +165,8 @@ func (s *Service) applyTemplateEvent(ev store.Event) {
 // generation.
 func (s *Service) openWatches(ctx context.Context) error {
 	wctx, cancel := context.WithCancel(ctx)
-	ws := make([]kindWatch, 0, len(sharedKinds))
-	for _, kind := range sharedKinds {
+	ws := make([]kindWatch, 0, len(watchedKinds))
+	for _, kind := range watchedKinds {
 		ch, err := s.st.Watch(wctx, kind)
 		if err != nil {
 			cancel()

@@ -537,10 +537,16 @@ func (s *Service) openAll(p map[string]any) (map[string]any, error) {
 }
 
 // afterWrite ends the render generation after a write to a kind renders
-// share (the store watch does too, but may deliver the event later when
-// writes race). Stored templates reach the engine through the watch
+// share, or drops a written machine's cached files (the store watch does
+// too, but may deliver the event later when writes race). Stored templates reach the engine through the watch
 // (render_state.go).
-func (s *Service) afterWrite(obj model.Object) { s.bump(obj.Kind()) }
+func (s *Service) afterWrite(obj model.Object) {
+	if m, ok := obj.(*model.Machine); ok {
+		s.cache.dropMachine(m.UUID, m.HardwareAddrs)
+		return
+	}
+	s.bump(obj.Kind())
+}
 
 // cloneObject deep-copies an object through JSON (keeping the revision).
 // Model types always round-trip; a failure returns the original's kind empty

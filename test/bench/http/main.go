@@ -1,9 +1,12 @@
-// Command httpbench runs ironcast's HTTP boot server (httpboot over a
-// bootfs.Source) on a loopback address for test/bench/http/run.sh: real
-// files from -root, and per-machine iPXE scripts at /<mac>.ipxe rendered
-// through the template engine for -machines synthetic machines, the way
-// the daemon renders them (machine lookup by MAC, params resolved through
-// model.ParamLayers, templated kernel, initrds and command line).
+// Command httpbench seeds an ironcast data directory for
+// test/bench/http/run.sh: N machines that boot discovery (so each one's
+// iPXE script embeds a machine token), each in one of ten rack profiles,
+// with param definitions and global params, written straight into the
+// store the way `ironcast serve` will read it. The benchmark then runs the
+// real `ironcast serve` on that directory.
+//
+// Machine i has the MAC 52:54:02:XX:YY:ZZ (i in hex) and is named
+// node-NNNNNN.
 package main
 
 import (
@@ -11,130 +14,98 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
-	"net"
 	"os"
-	"os/signal"
-	"runtime/pprof"
-	"strings"
-	"syscall"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
 
-	"github.com/ironcast/ironcast/bootfs"
-	"github.com/ironcast/ironcast/httpboot"
 	"github.com/ironcast/ironcast/model"
-	"github.com/ironcast/ironcast/templates"
+	"github.com/ironcast/ironcast/store"
+	"github.com/ironcast/ironcast/store/bolt"
 )
 
-// ipxeScript is a discovery-style per-machine script.
-const ipxeScript = `#!ipxe
-# {{.Machine.Name}} ({{.Machine.UUID}}) boots {{.BootEnv.Name}}
-set base-url {{.ProvisionerURL}}
-{{if .ParamExists "ipxe-debug"}}set debug {{.Param "ipxe-debug"}}
-{{end}}echo ironcast: {{.Machine.MAC}} on ${net0/chip} firmware {{.Firmware}}
-kernel {{.Env.PathFor "http" .BootEnv.Kernel}} {{range .BootEnv.InitrdNames}}initrd={{.}} {{end}}{{.BootParams}}
-{{range .BootEnv.Initrds}}initrd {{$.Env.PathFor "http" .}}
-{{end}}boot || goto failed
-:failed
-echo boot failed, retrying in 10s
-sleep 10
-chain {{.ProvisionerURL}}/{{.Machine.MAC}}.ipxe
-`
-
 func main() {
-	if err := run(); err != nil {
+	dir := flag.String("data-dir", "", "ironcast data directory to seed")
+	n := flag.Int("machines", 20000, "machines to create")
+	flag.Parse()
+	if err := run(*dir, *n); err != nil {
 		fmt.Fprintln(os.Stderr, "httpbench:", err)
 		os.Exit(1)
 	}
 }
 
-func run() error {
-	listen := flag.String("listen", "127.0.0.1:0", "address to serve on")
-	root := flag.String("root", "", "boot root with real files")
-	n := flag.Int("machines", 1000, "synthetic machines 52:54:00:00:XX:YY with rendered /<mac>.ipxe")
-	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile here until exit")
-	flag.Parse()
-	if *cpuprofile != "" {
-		f, err := os.Create(*cpuprofile)
-		if err != nil {
-			return err
-		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
-	}
+// MAC returns the primary MAC of machine i.
+func MAC(i int) string {
+	return fmt.Sprintf("52:54:02:%02x:%02x:%02x", i>>16&0xff, i>>8&0xff, i&0xff)
+}
 
-	eng := templates.NewEngine()
-	if err := eng.Set("ipxe-discovery", ipxeScript); err != nil {
+func run(dir string, n int) error {
+	if dir == "" {
+		return errors.New("--data-dir is required")
+	}
+	if n > 1<<24 {
+		return fmt.Errorf("at most %d machines", 1<<24)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	env := &model.BootEnv{
-		Name:       model.BootEnvDiscovery,
-		BootParams: `console={{.Param "console"}} ironcast.api={{.ApiURL}} ironcast.token={{.GenerateToken}}`,
-		Arches: map[string]model.ArchInfo{
-			model.ArchAMD64: {
-				Kernel:     "discovery/{{.Machine.Arch}}/vmlinuz",
-				Initrds:    []string{"discovery/amd64/initrd.img", "discovery/amd64/modules.cpio"},
-				BootParams: "rootfstype=ramfs quiet",
-			},
-		},
-	}
-	global := &model.Profile{Name: model.GlobalProfile, Params: map[string]any{"console": "ttyS0,115200n8"}}
-	machines := make(map[string]*model.Machine, *n)
-	for i := 0; i < *n; i++ {
-		mac := fmt.Sprintf("52:54:00:00:%02x:%02x", i>>8, i&0xff)
-		m := &model.Machine{
-			UUID:          fmt.Sprintf("00000000-0000-4000-8000-%012x", i),
-			HardwareAddrs: []string{mac},
-			Address:       fmt.Sprintf("10.0.%d.%d", i>>8, i&0xff),
-			BootEnv:       env.Name,
-			Params:        map[string]any{"machine-index": i},
-		}
-		m.Normalize()
-		machines[mac] = m
-	}
-	renderer := bootfs.RendererFunc(func(ctx context.Context, req model.FileRequest) ([]byte, bool, error) {
-		mac, ok := strings.CutSuffix(req.Path, ".ipxe")
-		if !ok || strings.Contains(mac, "/") {
-			return nil, false, nil
-		}
-		m := machines[mac]
-		if m == nil {
-			return nil, false, nil
-		}
-		layers := model.ParamLayers{Machine: m, BootEnv: env, Global: global}
-		rc := &templates.RenderContext{
-			Machine:    templates.MachineFrom(m, mac),
-			BootEnv:    templates.BootEnv{BootEnv: env},
-			Firmware:   model.FirmwareBIOS,
-			ServerAddr: req.Local.Addr(),
-			HTTPPort:   int(req.Local.Port()),
-			Resolve: func(name string) (any, bool) {
-				r, ok := layers.Resolve(name)
-				return r.Value, ok
-			},
-			Token: func() (string, error) { return "bench-token-" + m.UUID, nil },
-		}
-		b, err := eng.Render("ipxe-discovery", rc)
-		return b, true, err
-	})
-	src, err := bootfs.New(bootfs.Config{Root: *root, Renderer: renderer})
+	st, err := bolt.Open(filepath.Join(dir, "ironcast.db"), &bolt.Options{NoSync: true})
 	if err != nil {
 		return err
 	}
-	defer src.Close()
-
-	ln, err := net.Listen("tcp", *listen)
-	if err != nil {
-		return err
+	defer st.Close()
+	ctx := context.Background()
+	objs := []model.Object{
+		&model.Param{Name: "ntp-servers", Default: []any{"pool.ntp.org"}},
+		&model.Param{Name: "rack"},
+		&model.Param{Name: "role", Default: "worker"},
+		&model.Param{Name: "locale", Default: "en_US.UTF-8"},
+		&model.Profile{Name: model.GlobalProfile, Description: "Params for every machine.",
+			Params: map[string]any{"timezone": "UTC", "dns-domain": "lab.example"}},
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	fmt.Printf("listening %s\n", ln.Addr())
-	err = httpboot.New(httpboot.Config{Source: src, Logger: log}).Serve(ctx, ln)
-	if err != nil && !errors.Is(err, context.Canceled) {
-		return err
+	for r := range 10 {
+		objs = append(objs, &model.Profile{Name: fmt.Sprintf("rack-%d", r), Params: map[string]any{"rack": r, "ntp-servers": []any{"10.0.0.1"}}})
 	}
-	return nil
+	for _, o := range objs {
+		if err := store.Create(ctx, st, o); err != nil {
+			return fmt.Errorf("create %s %s: %w", o.Kind(), o.Key(), err)
+		}
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errc := make(chan error, 1)
+	for range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				m := &model.Machine{
+					Name: fmt.Sprintf("node-%06d", i), HardwareAddrs: []string{MAC(i)},
+					Address: fmt.Sprintf("10.%d.%d.%d", 100+i>>16&0x3f, i>>8&0xff, i&0xff), Arch: model.ArchAMD64,
+					BootEnv: model.BootEnvDiscovery, Profiles: []string{fmt.Sprintf("rack-%d", i%10)},
+					Params: map[string]any{"role": "worker", "index": i},
+				}
+				if err := store.Create(ctx, st, m); err != nil {
+					select {
+					case errc <- fmt.Errorf("create machine %d: %w", i, err):
+					default:
+					}
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	select {
+	case err := <-errc:
+		return err
+	default:
+	}
+	c, err := st.Count(ctx, model.KindMachines)
+	fmt.Printf("seeded %d machines\n", c)
+	return err
 }
