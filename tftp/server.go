@@ -2,7 +2,6 @@ package tftp
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -133,9 +132,8 @@ func Listen(cfg Config) (*Server, error) {
 		}
 		return nil, fmt.Errorf("tftp listen %s: %w", cfg.Addr, err)
 	}
-	// IP_PKTINFO tells which local address and interface each request
-	// reached, so the transfer socket can be bound to that address and the
-	// block size clamped to that interface's MTU.
+	// IP_PKTINFO tells which local address each request reached, so the
+	// transfer socket can be bound to that address.
 	if err := setsockopt(conn, unix.IPPROTO_IP, unix.IP_PKTINFO, 1); err != nil {
 		conn.Close()
 		if ns != nil {
@@ -212,7 +210,7 @@ func (s *Server) handle(ctx context.Context, pkt, oob []byte, from netip.AddrPor
 		}
 	}()
 	from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
-	local, ifindex := s.localAddr(oob)
+	local := s.localAddr(oob)
 	req, err := parseRequest(pkt)
 	if err != nil {
 		s.log.Debug("tftp bad request", "client", from, "err", err)
@@ -239,7 +237,7 @@ func (s *Server) handle(ctx context.Context, pkt, oob []byte, from netip.AddrPor
 		defer s.wg.Done()
 		defer s.met.active.Dec()
 		defer s.active.Add(-1)
-		s.transfer(ctx, req, freq, ifindex)
+		s.transfer(ctx, req, freq)
 	}()
 }
 
@@ -272,9 +270,11 @@ func (s *Server) observe(req model.FileRequest, n int64, d time.Duration, err er
 }
 
 // localAddr reads the IP_PKTINFO control message: the address the request
-// was sent to (or, for a broadcast, our address on that interface) and the
-// interface index. Without one it falls back to the listener's address.
-func (s *Server) localAddr(oob []byte) (netip.Addr, int) {
+// was sent to (or, for a broadcast, our address on that interface).
+// Without one it falls back to the listener's address. (The block size
+// limit comes from the transfer socket's IP_MTU, which follows the route
+// to the client, so the interface index is not needed.)
+func (s *Server) localAddr(oob []byte) netip.Addr {
 	msgs, err := unix.ParseSocketControlMessage(oob)
 	if err == nil {
 		for _, m := range msgs {
@@ -284,15 +284,14 @@ func (s *Server) localAddr(oob []byte) (netip.Addr, int) {
 			var info unix.Inet4Pktinfo
 			copy(info.Spec_dst[:], m.Data[4:8])
 			copy(info.Addr[:], m.Data[8:12])
-			ifindex := int(binary.NativeEndian.Uint32(m.Data[0:4]))
 			dst := netip.AddrFrom4(info.Addr)
 			if dst.IsMulticast() || dst == netip.AddrFrom4([4]byte{255, 255, 255, 255}) || !dst.IsValid() || dst.IsUnspecified() {
 				dst = netip.AddrFrom4(info.Spec_dst)
 			}
-			return dst, ifindex
+			return dst
 		}
 	}
-	return s.Addr().Addr(), 0
+	return s.Addr().Addr()
 }
 
 // reply sends a packet from the listening socket, from the local address

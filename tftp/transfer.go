@@ -35,7 +35,7 @@ const maxNetascii = 16 << 20
 
 // transfer serves one read request on its own socket. It always reports
 // to the metrics and the observer, and leaves no goroutine or descriptor.
-func (s *Server) transfer(ctx context.Context, req request, freq model.FileRequest, ifindex int) {
+func (s *Server) transfer(ctx context.Context, req request, freq model.FileRequest) {
 	start := time.Now()
 	var sent int64
 	var err error
@@ -99,12 +99,12 @@ func (s *Server) transfer(ctx context.Context, req request, freq model.FileReque
 
 	p := negotiate(req.opts, limits{maxBlockSize: min(s.cfg.MaxBlockSize, conn.pathBlockLimit()), maxWindowSize: s.cfg.MaxWindowSize})
 	// The first retransmission comes after Config.Timeout, or the
-	// client's timeout option if shorter; consecutive timeouts double it up
-	// to a ceiling of at least backoffFloor (and twice the client's
-	// timeout), so that a client waiting for its own timer gets a quiet gap
-	// and re-acknowledges: atftp, after a lost ACK, ignores resent windows
-	// and repeats its ACK only after about 3 s of silence, whatever
-	// timeout it negotiated.
+	// client's timeout option if shorter (rto). After three quick tries the
+	// server waits a ceiling of at least backoffFloor (and twice the
+	// client's timeout), so that a client waiting for its own timer gets a
+	// quiet gap and re-acknowledges: atftp, after a lost ACK, ignores
+	// resent windows and repeats its ACK only after about 3 s of silence,
+	// whatever timeout it negotiated.
 	rto := s.cfg.Timeout
 	ceiling := max(16*rto, backoffFloor)
 	if p.timeoutSec > 0 {
