@@ -28,7 +28,7 @@ type recorder struct{ events []model.Event }
 
 func (r *recorder) Publish(ev model.Event) { r.events = append(r.events, ev) }
 
-func newService(t *testing.T) (*Service, *bolt.Store, *recorder) {
+func newService(t testing.TB) (*Service, *bolt.Store, *recorder) {
 	t.Helper()
 	st, err := bolt.Open(filepath.Join(t.TempDir(), "ironcast.db"), nil)
 	if err != nil {
