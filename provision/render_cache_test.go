@@ -546,3 +546,68 @@ func TestRenderCacheSharedValuesAreCopied(t *testing.T) {
 		}
 	}
 }
+
+var macTargetCases = []struct {
+	name, path, query string
+	mac, tmpl         string
+	ok                bool
+}{
+	{"ipxe colon", "52:54:00:aa:00:01.ipxe", "", "52:54:00:aa:00:01", model.TemplateIPXE, true},
+	{"ipxe plain hex", "525400AA0001.ipxe", "", "52:54:00:aa:00:01", model.TemplateIPXE, true},
+	{"ipxe dashes", "52-54-00-aa-00-01.ipxe", "", "52:54:00:aa:00:01", model.TemplateIPXE, true},
+	{"default with mac", "default.ipxe", "52:54:00:aa:00:01", "52:54:00:aa:00:01", model.TemplateIPXE, true},
+	{"default without mac", "default.ipxe", "", "", "", false},
+	{"boot with mac", "boot.ipxe", "525400aa0001", "52:54:00:aa:00:01", model.TemplateIPXE, true},
+	{"pxelinux", "pxelinux.cfg/01-52-54-00-aa-00-01", "", "52:54:00:aa:00:01", model.TemplatePXELinux, true},
+	{"pxelinux hex ip", "pxelinux.cfg/0A140032", "", "", "", false},
+	{"pxelinux default", "pxelinux.cfg/default", "", "", "", false},
+	{"grub 01", "grub/grub.cfg-01-52-54-00-aa-00-01", "", "52:54:00:aa:00:01", model.TemplateGRUB, true},
+	{"grub bare", "grub/grub.cfg-52:54:00:aa:00:01", "", "52:54:00:aa:00:01", model.TemplateGRUB, true},
+	{"grub generic", "grub/grub.cfg", "", "", "", false},
+	{"not a mac", "hello.ipxe", "", "", "", false},
+	{"ipxe in a directory", "x/52:54:00:aa:00:01.ipxe", "", "", "", false},
+	{"machines path", "machines/00000000-0000-4000-8000-00000000aa01/user-data", "", "", "", false},
+}
+
+// TestMacTarget: the paths that name their MAC, which the cache answers
+// without a store read.
+func TestMacTarget(t *testing.T) {
+	for _, tc := range macTargetCases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := model.FileRequest{Path: tc.path}
+			if tc.query != "" {
+				r.Query = map[string]string{"mac": tc.query}
+			}
+			mac, tmpl, ok := macTarget(r)
+			if diff := cmp.Diff([]any{mac, tmpl, ok}, []any{tc.mac, tc.tmpl, tc.ok}); diff != "" {
+				t.Errorf("macTarget(%q, mac=%q) (-got +want):\n%s", tc.path, tc.query, diff)
+			}
+		})
+	}
+}
+
+// FuzzMacTarget: a MAC found in a path is normalised, and the timeline
+// files the request under the same MAC.
+func FuzzMacTarget(f *testing.F) {
+	for _, tc := range macTargetCases {
+		f.Add(tc.path, tc.query)
+	}
+	f.Fuzz(func(t *testing.T, path, query string) {
+		r := model.FileRequest{Path: path, Query: map[string]string{"mac": query}}
+		mac, tmpl, ok := macTarget(r)
+		if !ok {
+			return
+		}
+		if n, err := model.NormalizeMAC(mac); err != nil || n != mac {
+			t.Fatalf("macTarget(%q) = %q, not a normalised MAC (%q, %v)", path, mac, n, err)
+		}
+		if tmpl != model.TemplateIPXE && tmpl != model.TemplatePXELinux && tmpl != model.TemplateGRUB {
+			t.Fatalf("macTarget(%q) template %q", path, tmpl)
+		}
+		if name := strings.TrimSuffix(path, ".ipxe"); name != "default" && name != "boot" {
+			if k := pathKey(path); k != mac {
+				t.Fatalf("macTarget(%q) = %q but the timeline files it under %q", path, mac, k)
+			}
+		}
+	})
+}
