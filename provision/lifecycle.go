@@ -46,9 +46,10 @@ func (s *Service) Register(ctx context.Context, reg Registration) (*model.Machin
 				return nil, err
 			}
 		}
+		addr := s.boundAddress(ctx, macs)
 		if existing == nil {
 			m := &model.Machine{HardwareAddrs: macs, Arch: reg.Arch, Inventory: reg.Inventory,
-				BootEnv: s.unknownBootEnv, State: model.StateReady}
+				BootEnv: s.unknownBootEnv, State: model.StateReady, Address: addr}
 			err := s.Create(ctx, m)
 			if errors.Is(err, model.ErrExists) || errors.Is(err, model.ErrConflict) {
 				continue // raced with another registration of the same machine
@@ -59,7 +60,7 @@ func (s *Service) Register(ctx context.Context, reg Registration) (*model.Machin
 			s.transitioned(m, model.StateDiscovered, model.EventRegister, "")
 			return m, nil
 		}
-		m, err := s.mutateMachine(ctx, existing.UUID, func(m *model.Machine) error {
+		m, err := s.mutateMachineEvent(ctx, existing.UUID, model.EventRegister, func(m *model.Machine) error {
 			for _, mac := range macs {
 				if !m.HasMAC(mac) {
 					m.HardwareAddrs = append(m.HardwareAddrs, mac)
@@ -74,6 +75,9 @@ func (s *Service) Register(ctx context.Context, reg Registration) (*model.Machin
 			if m.BootEnv == "" {
 				m.BootEnv = s.unknownBootEnv
 			}
+			if addr != "" {
+				m.Address = addr
+			}
 			return s.applyEvent(m, model.EventRegister, "")
 		})
 		if errors.Is(err, model.ErrConflict) {
@@ -86,6 +90,33 @@ func (s *Service) Register(ctx context.Context, reg Registration) (*model.Machin
 		return m, err
 	}
 	return nil, fmt.Errorf("register %v: too many concurrent changes: %w", macs, model.ErrConflict)
+}
+
+// boundAddress returns the address of the newest bound, unexpired lease
+// held by one of macs, so that a machine registering after its DHCP ack
+// (the usual order: the ack comes first) knows its address. Leases are
+// keyed by address, so this is a scan; registrations are rare.
+func (s *Service) boundAddress(ctx context.Context, macs []string) string {
+	now := s.clock.Now()
+	var best *model.Lease
+	err := s.st.List(ctx, model.KindLeases, func(e store.Entry) error {
+		l, err := store.Decode[model.Lease](e)
+		if err != nil {
+			return nil
+		}
+		if l.State == model.LeaseBound && !l.Expired(now) && slices.Contains(macs, l.Token) &&
+			(best == nil || l.ExpireTime.After(best.ExpireTime)) {
+			best = l
+		}
+		return nil
+	})
+	if err != nil || best == nil {
+		return ""
+	}
+	if other, err := store.LookupBy[model.Machine](ctx, s.st, "ip", best.Addr); err == nil && !slices.ContainsFunc(macs, other.HasMAC) {
+		return "" // another machine claims it; LeaseBound sorts that out on the next ack
+	}
+	return best.Addr
 }
 
 // ActionOptions qualify a lifecycle action.
@@ -131,7 +162,7 @@ func (s *Service) Act(ctx context.Context, uuid, event string, opts ActionOption
 			}
 		}
 	}
-	return s.mutateMachine(ctx, uuid, func(m *model.Machine) error {
+	return s.mutateMachineEvent(ctx, uuid, event, func(m *model.Machine) error {
 		if err := s.applyEvent(m, event, opts.Reason); err != nil {
 			return err
 		}
@@ -174,6 +205,12 @@ func (s *Service) applyEvent(m *model.Machine, event, reason string) error {
 // mutateMachine applies fn with compare-and-swap through the full write
 // path (validation, params) and publishes the transition.
 func (s *Service) mutateMachine(ctx context.Context, uuid string, fn func(*model.Machine) error) (*model.Machine, error) {
+	return s.mutateMachineEvent(ctx, uuid, "", fn)
+}
+
+// mutateMachineEvent is mutateMachine for a lifecycle event, which the
+// transition it publishes names.
+func (s *Service) mutateMachineEvent(ctx context.Context, uuid, event string, fn func(*model.Machine) error) (*model.Machine, error) {
 	for attempt := 0; attempt < 20; attempt++ {
 		m, err := store.Get[model.Machine](ctx, s.st, uuid)
 		if err != nil {
@@ -192,7 +229,7 @@ func (s *Service) mutateMachine(ctx context.Context, uuid string, fn func(*model
 			return nil, err
 		}
 		if from != m.State {
-			s.transitioned(m, from, "", m.StateReason)
+			s.transitioned(m, from, event, m.StateReason)
 		}
 		return m, nil
 	}

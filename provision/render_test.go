@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -284,5 +285,28 @@ func TestLifecycleThroughService(t *testing.T) {
 	}
 	if n < 8 {
 		t.Errorf("%d transition events, want at least 8", n)
+	}
+}
+
+func TestRegisterTakesTheLeasedAddress(t *testing.T) {
+	ctx := context.Background()
+	svc, _, rec := newService(t)
+	l := &model.Lease{Addr: "10.20.0.33", Token: "52:54:00:00:03:01", State: model.LeaseBound, ExpireTime: time.Now().Add(time.Hour)}
+	if err := svc.Create(ctx, l); err != nil {
+		t.Fatal(err)
+	}
+	m, err := svc.Register(ctx, Registration{HardwareAddrs: []string{"52:54:00:00:03:01"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Address != "10.20.0.33" {
+		t.Errorf("registered machine's address = %q, want the bound lease's 10.20.0.33", m.Address)
+	}
+	if _, err := svc.Act(ctx, m.UUID, model.EventProvision, ActionOptions{BootEnv: "local"}); err != nil {
+		t.Fatal(err)
+	}
+	last := rec.events[len(rec.events)-1]
+	if last.Type != "transition" || last.Attrs["event"] != model.EventProvision {
+		t.Errorf("last event %+v, want a transition naming its event", last)
 	}
 }
