@@ -371,6 +371,7 @@ func (vm *qemuVM) waitExit(t *testing.T) {
 const bootTimeout = 4 * time.Minute
 
 func TestQEMUDiscover(t *testing.T) {
+	coveredByE2E(t)
 	res := realBuild(t, "amd64", ModeDiscovery)
 	api, url := newFakeAPI(t, "discovery", model.StateReady)
 	disk := filepath.Join(t.TempDir(), "disk.raw")
@@ -439,6 +440,9 @@ func TestQEMUWipe(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			if tt.name == "ends" {
+				coveredByE2E(t)
+			}
 			api, url := newFakeAPI(t, "wipe", model.StateReleasing)
 			disk := filepath.Join(t.TempDir(), "disk.raw")
 			if err := os.WriteFile(disk, bytes.Repeat([]byte{0xAA}, diskSize), 0o644); err != nil {
@@ -515,6 +519,7 @@ func TestQEMUFailure(t *testing.T) {
 }
 
 func TestQEMURunMode(t *testing.T) {
+	coveredByE2E(t)
 	res := realBuild(t, "amd64", ModeTest)
 	cmdline, err := os.ReadFile(res.Cmdline)
 	if err != nil {
@@ -539,6 +544,7 @@ func TestQEMURunMode(t *testing.T) {
 // TestQEMUDiscoverARM64 boots the arm64 discovery image under
 // qemu-system-aarch64 with AAVMF and checks its registration.
 func TestQEMUDiscoverARM64(t *testing.T) {
+	coveredByE2E(t)
 	res := realBuild(t, "arm64", ModeDiscovery)
 	api, url := newFakeAPI(t, "discovery", model.StateReady)
 	const mac = "52:54:00:ab:cd:01"
@@ -570,3 +576,15 @@ func TestQEMUDiscoverARM64(t *testing.T) {
 }
 
 var _ io.Writer = testWriter{}
+
+// coveredByE2E skips a boot that test/e2e's TestNetboot makes over the
+// network anyway (discovery on every firmware, the run-mode image, the
+// default wipe), to keep make test inside CI's time; each such boot costs
+// 30-90 s under TCG. IRONCAST_IMAGE_BOOTS=all boots them here too, against
+// the fake API, which is quicker to debug than the full chain.
+func coveredByE2E(t *testing.T) {
+	t.Helper()
+	if os.Getenv("IRONCAST_IMAGE_BOOTS") != "all" {
+		t.Skip("booted over the network by test/e2e TestNetboot; IRONCAST_IMAGE_BOOTS=all boots it here too")
+	}
+}
