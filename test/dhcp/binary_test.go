@@ -15,7 +15,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -23,46 +22,8 @@ import (
 	"github.com/ironcast/ironcast/test/testenv"
 )
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
-
-// binary builds ./cmd/ironcast once per test run.
-func binary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "ironcast-bin-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "ironcast")
-		out, err := exec.Command("go", "build", "-o", binPath, "github.com/ironcast/ironcast/cmd/ironcast").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
-}
-
-// lockedBuffer collects a process's output.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
+// binary is the ironcast binary under test, built once per run.
+func binary(t *testing.T) string { return testenv.IroncastBinary(t) }
 
 // server is `ironcast serve` running inside ns, serving DHCP on ifc, with
 // its API and HTTP boot on the namespace's own loopback. The CLI runs in
@@ -75,7 +36,7 @@ type server struct {
 	dataDir string
 	config  string
 	cmd     *exec.Cmd
-	log     *lockedBuffer
+	log     *testenv.LockedBuffer
 }
 
 func newServer(t *testing.T, ns *testenv.Netns, ifc string) *server {
@@ -91,7 +52,7 @@ func (s *server) env() []string {
 func (s *server) start() {
 	t := s.t
 	t.Helper()
-	s.log = &lockedBuffer{}
+	s.log = &testenv.LockedBuffer{}
 	// `ip netns exec` execs in place: cmd.Process is the server itself.
 	s.cmd = exec.Command("ip", "netns", "exec", s.ns.Name, binary(t), "serve", "--data-dir", s.dataDir,
 		"--dhcp-interface", s.ifc, "--listen", "127.0.0.1", "--api-port", "8092", "--http-port", "8091", "--log-level", "debug")
@@ -283,7 +244,7 @@ func waitEvent(t *testing.T, path, name string, n int) map[string]string {
 func startClient(t *testing.T, ns *testenv.Netns, name string, args ...string) *exec.Cmd {
 	t.Helper()
 	cmd := ns.Command(context.Background(), name, args...)
-	out := &lockedBuffer{}
+	out := &testenv.LockedBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -441,7 +402,7 @@ func TestServeKilledDuringPerfdhcp(t *testing.T) {
 	pctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	perf := cliNS.Command(pctx, perfdhcp, "-4", "-R", "2000", "-r", "500", "-p", "10", "-l", "10.40.0.2", "10.50.0.1")
-	pout := &lockedBuffer{}
+	pout := &testenv.LockedBuffer{}
 	perf.Stdout, perf.Stderr = pout, pout
 	if err := perf.Start(); err != nil {
 		t.Fatal(err)
