@@ -246,8 +246,25 @@ func TestLifecycleCLI(t *testing.T) {
 		t.Fatalf("explain: %d\n%s\n%s", code, out, errOut)
 	}
 	out, errOut, code = s.cli("", "machines", "timeline", "Name:c1")
-	if code != 0 || !strings.Contains(out, "transition") || !strings.Contains(out, `"to":"provisionin`) {
+	if code != 0 || !strings.Contains(out, "transition") {
 		t.Fatalf("timeline: %d\n%s\n%s", code, out, errOut)
+	}
+	out, errOut, code = s.cli("", "machines", "timeline", "Name:c1", "-o", "json")
+	var tl []struct {
+		Type  string
+		Attrs map[string]any
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &tl) != nil {
+		t.Fatalf("timeline -o json: %d\n%s\n%s", code, out, errOut)
+	}
+	provisioned := false
+	for _, e := range tl {
+		if e.Type == "transition" && e.Attrs["to"] == "provisioning" && e.Attrs["event"] == "provision" {
+			provisioned = true
+		}
+	}
+	if !provisioned {
+		t.Errorf("timeline has no provision transition: %s", out)
 	}
 	_, errOut, code = s.cli("", "machines", "release", "Name:c1")
 	if code != 0 {
