@@ -36,6 +36,13 @@ func (a *app) client(cmd *cobra.Command) (*client.Client, conn, error) {
 		opts = append(opts, client.WithToken(c.Token))
 	case c.Username != "":
 		opts = append(opts, client.WithBasicAuth(c.Username, c.Password))
+		noCache, err := a.noTokenCache(cmd.Flags())
+		if err != nil {
+			return nil, conn{}, err
+		}
+		if !noCache {
+			opts = append(opts, client.WithTokenCache(newFileTokenCache(c.Endpoint, c.Username)))
+		}
 	}
 	cl, err := client.New(c.Endpoint, opts...)
 	if err != nil {

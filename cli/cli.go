@@ -52,6 +52,7 @@ type app struct {
 	// Global flags; flags.Insecure is set from insecure when the flag was given.
 	flags      conn
 	insecure   bool
+	noCache    bool // --no-token-cache
 	configPath string
 	output     string
 
@@ -102,6 +103,13 @@ Where the CLI finds its server and credentials, highest precedence first:
 Each setting is taken from the highest source that sets it. A token wins over
 a username and password; with a username and password the CLI logs in first.
 
+After logging in, the CLI keeps the token in a file only its user can read
+($XDG_CACHE_HOME/ironcast/tokens, ~/.cache/ironcast/tokens; one file per
+endpoint and user) and reuses it until a minute before it expires, so a script
+calling the CLI in a loop logs in once. A token the server refuses is dropped
+and the CLI logs in again. --no-token-cache or IRONCAST_NO_TOKEN_CACHE=1 turns
+this off; a token given with --token or IRONCAST_TOKEN is never cached.
+
 Objects are given as JSON or YAML: as an argument, as @FILE or -f FILE, or
 as - to read stdin. Errors print one line and exit 1; usage errors exit 2.`
 
@@ -124,6 +132,7 @@ func (a *app) rootCmd() *cobra.Command {
 	pf.StringVar(&a.flags.Password, "password", "", "password to log in with; prefer "+envPassword)
 	pf.StringVar(&a.flags.CACert, "ca-cert", "", "PEM file of the CA that signed the API certificate (env "+envCACert+")")
 	pf.BoolVar(&a.insecure, "insecure", false, "skip TLS certificate verification (env "+envInsecure+")")
+	pf.BoolVar(&a.noCache, "no-token-cache", false, "log in on every call instead of reusing the token cached in "+tokenDirHelp()+" (env "+envNoTokenCache+")")
 	pf.StringVar(&a.configPath, "config", "", "config file (default "+clientcfg.ConfigPath()+")")
 	pf.StringVarP(&a.output, "output", "o", "", "output format: json, yaml or table (default: table for list, json otherwise)")
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {

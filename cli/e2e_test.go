@@ -139,9 +139,9 @@ func TestServeAndCLI(t *testing.T) {
 	step{name: "list as json, still without flags", args: []string{"machines", "list", "-o", "json"},
 		wantOut: []string{`"UUID": "` + n1.UUID + `"`, `"Name": "n1"`}}.check(t)
 
-	// Every flagless call above logged in with the admin password (a
-	// bcrypt check each). From here on the steps use an admin token from
-	// the environment, with the endpoint and CA still from the
+	// The flagless calls above logged in once with the admin password and
+	// then reused the cached token. From here on the steps use an admin
+	// token from the environment, with the endpoint and CA still from the
 	// local-server file.
 	out = step{args: []string{"users", "token", "admin", "--ttl", "1h"}, wantOut: []string{`"Token"`}}.check(t)
 	var admin struct{ Token string }

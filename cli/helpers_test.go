@@ -8,15 +8,17 @@ import (
 	"testing"
 )
 
-// isolate points the config directory at a fresh temporary directory and
+// isolate points the config and cache directories at a fresh temporary
+// directory and
 // clears the IRONCAST_* variables, so that the tester's own settings never
 // leak into a test. It returns the config directory.
 func isolate(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
 	t.Setenv("XDG_CONFIG_HOME", dir)
+	t.Setenv("XDG_CACHE_HOME", filepath.Join(dir, "cache"))
 	t.Setenv("HOME", dir)
-	for _, k := range []string{envEndpoint, envToken, envUsername, envPassword, envCACert, envInsecure} {
+	for _, k := range []string{envEndpoint, envToken, envUsername, envPassword, envCACert, envInsecure, envNoTokenCache} {
 		t.Setenv(k, "")
 	}
 	return dir

@@ -137,6 +137,31 @@ func readPasswordFile(path string) (string, error) {
 	return pw, nil
 }
 
+// noTokenCache reports whether the token cache is off: --no-token-cache,
+// else IRONCAST_NO_TOKEN_CACHE.
+func (a *app) noTokenCache(flags *pflag.FlagSet) (bool, error) {
+	if f := flags.Lookup("no-token-cache"); f != nil && f.Changed {
+		return a.noCache, nil
+	}
+	s := os.Getenv(envNoTokenCache)
+	if s == "" {
+		return false, nil
+	}
+	v, err := strconv.ParseBool(s)
+	if err != nil {
+		return false, fmt.Errorf("%s=%q is not a boolean", envNoTokenCache, s)
+	}
+	return v, nil
+}
+
+// tokenDirHelp names the token cache directory for --help.
+func tokenDirHelp() string {
+	if d, err := clientcfg.TokenDir(); err == nil {
+		return d
+	}
+	return "the user cache directory"
+}
+
 // resolveConn merges the sources in precedence order: flags, environment,
 // config file, local-server file. fs is the running command's flag set.
 func (a *app) resolveConn(flags *pflag.FlagSet) (conn, error) {

@@ -12,6 +12,8 @@ import (
 // is a merge patch and patch a JSON Patch.
 func TestWire(t *testing.T) {
 	isolate(t)
+	// Each step shows its own login; TestTokenCache covers reusing it.
+	t.Setenv(envNoTokenCache, "1")
 	f := newFakeAPI(t)
 	f.useLocalServerFile(t)
 

@@ -1,11 +1,13 @@
 package clientcfg
 
 import (
+	"encoding/json"
 	"errors"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"sigs.k8s.io/yaml"
@@ -159,4 +161,83 @@ func FuzzParseFile(f *testing.F) {
 			t.Errorf("round trip mismatch (-again +got):\n%s", diff)
 		}
 	})
+}
+
+func TestTokenCache(t *testing.T) {
+	cache := t.TempDir()
+	t.Setenv("XDG_CACHE_HOME", cache)
+	const ep, user = "https://127.0.0.1:8092", "admin"
+	if _, err := ReadToken(ep, user); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("ReadToken() before WriteToken: err = %v, want fs.ErrNotExist", err)
+	}
+	// A directory left too open (say by an older tool) is narrowed.
+	if err := os.MkdirAll(filepath.Join(cache, "ironcast", "tokens"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	want := CachedToken{Endpoint: ep, Username: user, Token: "tok", ExpiresAt: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
+	if err := WriteToken(want); err != nil {
+		t.Fatal(err)
+	}
+	got, err := ReadToken(ep, user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(got, want); diff != "" {
+		t.Errorf("ReadToken() mismatch (-got +want):\n%s", diff)
+	}
+	p, err := TokenPath(ep, user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dir := filepath.Join(cache, "ironcast", "tokens"); filepath.Dir(p) != dir {
+		t.Errorf("TokenPath() = %s, want a file in %s", p, dir)
+	}
+	for path, wantMode := range map[string]os.FileMode{p: 0o600, filepath.Dir(p): 0o700} {
+		st, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if mode := st.Mode().Perm(); mode != wantMode {
+			t.Errorf("%s: mode = %o, want %o", path, mode, wantMode)
+		}
+	}
+
+	// Each endpoint and user has its own entry.
+	for _, other := range [][2]string{{"https://127.0.0.1:8093", user}, {ep, "alice"}} {
+		if _, err := ReadToken(other[0], other[1]); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("ReadToken(%q, %q): err = %v, want fs.ErrNotExist", other[0], other[1], err)
+		}
+	}
+
+	// A file others may read is not trusted.
+	if err := os.Chmod(p, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadToken(ep, user); err == nil {
+		t.Error("ReadToken() of a 0644 file: err = nil, want an error")
+	}
+	if err := os.Chmod(p, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	// A file whose content names another user is not used for this one.
+	other := want
+	other.Username = "mallory"
+	b, _ := json.Marshal(other)
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadToken(ep, user); err == nil {
+		t.Error("ReadToken() of a file for another user: err = nil, want an error")
+	}
+
+	if err := RemoveToken(ep, user); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadToken(ep, user); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("ReadToken() after RemoveToken: err = %v, want fs.ErrNotExist", err)
+	}
+	if err := RemoveToken(ep, user); err != nil {
+		t.Errorf("RemoveToken() of nothing: %v", err)
+	}
 }

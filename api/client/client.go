@@ -45,6 +45,7 @@ type Client struct {
 	tokenExp time.Time // zero for a static token
 	user     string
 	password string
+	cache    TokenCache // nil: tokens live only as long as the Client
 }
 
 // Option configures a Client.
@@ -60,6 +61,35 @@ func WithToken(token string) Option {
 // expires or when the server rejects it.
 func WithBasicAuth(user, password string) Option {
 	return func(c *Client) error { c.user, c.password = user, password; return nil }
+}
+
+// TokenCache keeps the token a Client obtains with WithBasicAuth beyond
+// the Client's life, for example in a file, so that a short-lived process
+// (one CLI call) does not log in, and the server does not check a
+// password, on every run. Its methods are called with the Client's lock
+// held, never concurrently by one Client; they report no errors, since a
+// cache that fails only costs a login.
+type TokenCache interface {
+	// Load returns the cached token, if any. The Client uses it only while
+	// it is more than RenewBefore from its expiry.
+	Load() (Token, bool)
+	// Store replaces the cached token with t, just obtained.
+	Store(t Token)
+	// Drop forgets the cached token: the server refused it, or a new login
+	// failed.
+	Drop()
+}
+
+// RenewBefore is how long before its expiry a token obtained with
+// WithBasicAuth (or loaded from a TokenCache) is replaced by a new login.
+const RenewBefore = time.Minute
+
+// WithTokenCache makes a Client with WithBasicAuth try the token in tc
+// before it logs in, and store every token it obtains there. A 401 to a
+// cached token drops it and logs in once more. Without WithBasicAuth the
+// cache is never read or written.
+func WithTokenCache(tc TokenCache) Option {
+	return func(c *Client) error { c.cache = tc; return nil }
 }
 
 // WithTLSConfig sets the TLS configuration (it is cloned).
@@ -292,18 +322,47 @@ func (c *Client) bearer(ctx context.Context, refresh bool) (string, error) {
 	if c.user == "" {
 		return c.token, nil
 	}
-	if c.token != "" && !refresh && (c.tokenExp.IsZero() || time.Until(c.tokenExp) > 30*time.Second) {
+	fresh := func(exp time.Time) bool { return exp.IsZero() || time.Until(exp) > RenewBefore }
+	if c.token != "" && !refresh && fresh(c.tokenExp) {
 		return c.token, nil
+	}
+	if c.token == "" && !refresh && c.cache != nil {
+		if t, ok := c.cache.Load(); ok && t.Token != "" && !t.ExpiresAt.IsZero() && fresh(t.ExpiresAt) {
+			c.token, c.tokenExp = t.Token, t.ExpiresAt
+			return c.token, nil
+		}
 	}
 	if c.password == "" {
 		return "", fmt.Errorf("log in as %s: no password", c.user)
 	}
 	tok, err := c.Token(ctx, c.user, c.password, 0)
 	if err != nil {
+		c.token, c.tokenExp = "", time.Time{}
+		if c.cache != nil {
+			c.cache.Drop()
+		}
 		return "", fmt.Errorf("log in as %s: %w", c.user, err)
 	}
 	c.token, c.tokenExp = tok.Token, tok.ExpiresAt
+	if c.cache != nil {
+		c.cache.Store(*tok)
+	}
 	return c.token, nil
+}
+
+// forget drops the token obtained with the basic credentials, here and in
+// the cache, after the server refused it and the request could not be
+// sent again: the next request logs in.
+func (c *Client) forget() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.user == "" {
+		return
+	}
+	c.token, c.tokenExp = "", time.Time{}
+	if c.cache != nil {
+		c.cache.Drop()
+	}
 }
 
 func drain(resp *http.Response) {

@@ -116,7 +116,8 @@ func filePath(p string) string {
 
 // upload sends a streamed body. A streamed body cannot be sent twice, so
 // the token is fetched (or renewed) before the body starts; a 401 is not
-// retried unless r can seek back to its start.
+// retried unless r can seek back to its start (when it is not, the token
+// is forgotten so that the next request logs in).
 func (c *Client) upload(ctx context.Context, method, path string, q url.Values, r io.Reader, size int64, out any) error {
 	start := int64(-1)
 	if sk, ok := r.(io.Seeker); ok {
@@ -136,6 +137,9 @@ func (c *Client) upload(ctx context.Context, method, path string, q url.Values, 
 		if resp, err = c.sendStream(ctx, method, path, q, r, size, true); err != nil {
 			return err
 		}
+	} else if resp.StatusCode == http.StatusUnauthorized {
+		// Not sent again: at least the next request logs in afresh.
+		c.forget()
 	}
 	defer drain(resp)
 	if resp.StatusCode/100 != 2 {
