@@ -84,7 +84,7 @@ func newFilesEnv(t *testing.T) *filesEnv {
 		t.Fatal(err)
 	}
 	done := make(chan string, 100)
-	s := api.New(api.Config{Backend: svc, Files: files, Auth: authn, Registerer: prometheus.NewRegistry(),
+	s := newServer(t, api.Config{Backend: svc, Files: files, Auth: authn, Registerer: prometheus.NewRegistry(),
 		Logger: slog.New(routeHandler{done: done})})
 	e := &filesEnv{root: root, srv: httptest.NewTLSServer(s.Handler()), authn: authn, done: done}
 	t.Cleanup(e.srv.Close)

@@ -115,7 +115,7 @@ func newEnv(t *testing.T) *env {
 	}
 	done := make(chan struct{})
 	go func() { defer close(done); _ = api.PublishStoreEvents(ctx, st, e.bus) }()
-	s := api.New(api.Config{
+	s := newServer(t, api.Config{
 		Backend: svc, Auth: e.auth, Bus: e.bus, Registerer: prometheus.NewRegistry(), Version: "test",
 		Info: func() api.Info {
 			return api.Info{Version: "test", Ports: map[string]int{"api": 8092}, Features: []string{"dhcp"}}
@@ -250,4 +250,14 @@ func (b *lockedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// newServer is api.New for a test that expects cfg to be valid.
+func newServer(t *testing.T, cfg api.Config) *api.Server {
+	t.Helper()
+	s, err := api.New(cfg)
+	if err != nil {
+		t.Fatalf("api.New: %v", err)
+	}
+	return s
 }

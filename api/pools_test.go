@@ -96,7 +96,7 @@ func newPoolEnv(t *testing.T) *poolEnv {
 			e.other = m
 		}
 	}
-	s := api.New(api.Config{Backend: svc, Lifecycle: svc, Pools: svc, Auth: e.authn, Registerer: prometheus.NewRegistry(), Version: "test"})
+	s := newServer(t, api.Config{Backend: svc, Lifecycle: svc, Pools: svc, Auth: e.authn, Registerer: prometheus.NewRegistry(), Version: "test"})
 	e.srv = httptest.NewTLSServer(s.Handler())
 	t.Cleanup(func() {
 		s.Close()

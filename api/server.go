@@ -2,6 +2,7 @@ package api
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -94,11 +95,19 @@ func (s *Server) Close() {
 	s.closeOnce.Do(func() { close(s.done) })
 }
 
-// New returns a Server for cfg. It panics if Backend or Auth is nil, as
-// that is a wiring bug, not a runtime condition.
-func New(cfg Config) *Server {
-	if cfg.Backend == nil || cfg.Auth == nil {
-		panic("api.New: Backend and Auth are required")
+// New returns a Server for cfg. It returns an error, and no Server, when
+// Backend or Auth is nil or when the metrics cannot be registered with
+// cfg.Registerer (a collector of another type under the same name).
+func New(cfg Config) (*Server, error) {
+	var missing []error
+	if cfg.Backend == nil {
+		missing = append(missing, errors.New("api: Config.Backend is required"))
+	}
+	if cfg.Auth == nil {
+		missing = append(missing, errors.New("api: Config.Auth is required"))
+	}
+	if err := errors.Join(missing...); err != nil {
+		return nil, err
 	}
 	s := &Server{
 		backend: cfg.Backend, lifecycle: cfg.Lifecycle, files: cfg.Files, pools: cfg.Pools, auth: cfg.Auth, bus: cfg.Bus, info: cfg.Info,
@@ -120,32 +129,41 @@ func New(cfg Config) *Server {
 	} else {
 		s.gatherer = prometheus.DefaultGatherer
 	}
-	s.requests = register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+	var err error
+	s.requests, err = register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "ironcast_api_requests_total",
 		Help: "API requests by method, route pattern and status code.",
 	}, []string{"method", "route", "code"}))
-	s.latency = register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+	if err != nil {
+		return nil, err
+	}
+	s.latency, err = register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "ironcast_api_request_duration_seconds",
 		Help:    "API request latency by route pattern.",
 		Buckets: prometheus.DefBuckets,
 	}, []string{"route"}))
+	if err != nil {
+		return nil, err
+	}
 	s.handler = s.routes()
-	return s
+	return s, nil
 }
 
 // register registers c, or returns the collector already registered under
-// the same name (a second Server on one registry shares the metrics).
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
+// the same name (a second Server on one registry shares the metrics). Any
+// other registration failure is returned.
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
 	if err := reg.Register(c); err != nil {
 		var are prometheus.AlreadyRegisteredError
 		if errors.As(err, &are) {
 			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
+				return existing, nil
 			}
 		}
-		panic("api: register metrics: " + err.Error())
+		var zero C
+		return zero, fmt.Errorf("api: register metrics: %w", err)
 	}
-	return c
+	return c, nil
 }
 
 // Handler returns the HTTP handler for every route.

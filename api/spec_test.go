@@ -16,6 +16,7 @@ import (
 	"github.com/go-openapi/strfmt"
 	"github.com/go-openapi/validate"
 	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ironcast/ironcast/api"
 	"github.com/ironcast/ironcast/auth"
@@ -56,7 +57,7 @@ func TestSpecCoversRoutes(t *testing.T) {
 			}
 		}
 	}
-	srv := api.New(api.Config{Backend: nopBackend{}, Lifecycle: nopLifecycle{}, Pools: nopPools{}, Files: nopFiles{}, Auth: newAuthenticator(t)})
+	srv := newServer(t, api.Config{Backend: nopBackend{}, Lifecycle: nopLifecycle{}, Pools: nopPools{}, Files: nopFiles{}, Auth: newAuthenticator(t)})
 	routes, ok := srv.Handler().(chi.Routes)
 	if !ok {
 		t.Fatalf("Handler is a %T, not a chi router", srv.Handler())
@@ -103,7 +104,7 @@ func newAuthenticator(t *testing.T) *auth.Authenticator {
 
 func TestMetricsAuth(t *testing.T) {
 	a := newAuthenticator(t)
-	srv := httptest.NewServer(api.New(api.Config{Backend: nopBackend{}, Auth: a, MetricsAuth: true}).Handler())
+	srv := httptest.NewServer(newServer(t, api.Config{Backend: nopBackend{}, Auth: a, MetricsAuth: true}).Handler())
 	defer srv.Close()
 	tok, _, err := a.Issue(auth.Principal{Name: "ro", Role: model.RoleReadOnly}, 0)
 	if err != nil {
@@ -128,6 +129,41 @@ func TestMetricsAuth(t *testing.T) {
 		resp.Body.Close()
 		if resp.StatusCode != tc.want {
 			t.Errorf("%s: %d, want %d", tc.name, resp.StatusCode, tc.want)
+		}
+	}
+}
+
+func TestNewRejectsBadConfig(t *testing.T) {
+	a := newAuthenticator(t)
+	// A collector of another type already holds the name of an API metric.
+	taken := prometheus.NewRegistry()
+	taken.MustRegister(prometheus.NewGauge(prometheus.GaugeOpts{Name: "ironcast_api_requests_total", Help: "not the API's"}))
+	tests := []struct {
+		name    string
+		cfg     api.Config
+		wantErr string
+	}{
+		{name: "no backend", cfg: api.Config{Auth: a}, wantErr: "Config.Backend is required"},
+		{name: "no auth", cfg: api.Config{Backend: nopBackend{}}, wantErr: "Config.Auth is required"},
+		{name: "neither", cfg: api.Config{}, wantErr: "Config.Backend is required\napi: Config.Auth is required"},
+		{name: "metric name taken", cfg: api.Config{Backend: nopBackend{}, Auth: a, Registerer: taken}, wantErr: "register metrics"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := api.New(tt.cfg)
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("api.New() err = %v, want one containing %q", err, tt.wantErr)
+			}
+			if s != nil {
+				t.Errorf("api.New() = %p with an error, want nil", s)
+			}
+		})
+	}
+	// A second Server on the same registry shares the metrics.
+	shared := prometheus.NewRegistry()
+	for i := range 2 {
+		if _, err := api.New(api.Config{Backend: nopBackend{}, Auth: a, Registerer: shared}); err != nil {
+			t.Errorf("api.New() #%d on a shared registry: %v", i+1, err)
 		}
 	}
 }

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -55,7 +56,7 @@ func newAPIServer(d apiDeps) (*api.Server, error) {
 	if d.svc == nil || d.auth == nil {
 		return nil, errors.New("api wiring: service and authenticator are required")
 	}
-	s := api.New(api.Config{
+	s, err := api.New(api.Config{
 		Backend:    d.svc,
 		Lifecycle:  d.svc,
 		Pools:      d.svc,
@@ -67,6 +68,9 @@ func newAPIServer(d apiDeps) (*api.Server, error) {
 		Registerer: d.reg,
 		Version:    d.version,
 	})
+	if err != nil {
+		return nil, fmt.Errorf("api server: %w", err)
+	}
 	return s, nil
 }
 

@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"time"
 
@@ -23,7 +24,7 @@ type meteredStore struct {
 
 var _ store.Store = (*meteredStore)(nil)
 
-func newStoreMetrics(s store.Store, reg prometheus.Registerer) *meteredStore {
+func newStoreMetrics(s store.Store, reg prometheus.Registerer) (*meteredStore, error) {
 	m := &meteredStore{
 		Store: s,
 		ops: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -34,8 +35,12 @@ func newStoreMetrics(s store.Store, reg prometheus.Registerer) *meteredStore {
 			Buckets: prometheus.ExponentialBuckets(0.00005, 4, 10),
 		}, []string{"op"}),
 	}
-	reg.MustRegister(m.ops, m.dur)
-	return m
+	for _, c := range []prometheus.Collector{m.ops, m.dur} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register store metrics: %w", err)
+		}
+	}
+	return m, nil
 }
 
 func (m *meteredStore) observe(op, kind string, start time.Time, err error) {

@@ -70,8 +70,15 @@ func Run(ctx context.Context, cfg Config) error {
 	defer st.Close()
 
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	instrumented := newStoreMetrics(st, reg)
+	for _, c := range []prometheus.Collector{collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("register process metrics: %w", err)
+		}
+	}
+	instrumented, err := newStoreMetrics(st, reg)
+	if err != nil {
+		return err
+	}
 
 	secretKey, err := secrets.LoadOrCreateKey(filepath.Join(cfg.DataDir, "secrets.key"))
 	if err != nil {
