@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ironcast/ironcast/model"
+	"github.com/ironcast/ironcast/provision"
 	"github.com/ironcast/ironcast/store"
 )
 
@@ -98,4 +99,40 @@ func (m *meteredStore) Backup(ctx context.Context, w io.Writer) (int64, error) {
 	n, err := m.Store.Backup(ctx, w)
 	m.observe("backup", "", start, err)
 	return n, err
+}
+
+// renderCacheCollector exports provision's render cache counters, read at
+// scrape time (the cache keeps its own counters; nothing is duplicated):
+// ironcast_render_cache_hits_total, _misses_total, ironcast_render_cache_entries
+// and _bytes.
+type renderCacheCollector struct {
+	stats                        func() provision.RenderCacheStats
+	hits, misses, entries, bytes *prometheus.Desc
+}
+
+var _ prometheus.Collector = (*renderCacheCollector)(nil)
+
+func newRenderCacheCollector(stats func() provision.RenderCacheStats) *renderCacheCollector {
+	return &renderCacheCollector{
+		stats:   stats,
+		hits:    prometheus.NewDesc("ironcast_render_cache_hits_total", "Rendered boot files served from the render cache.", nil, nil),
+		misses:  prometheus.NewDesc("ironcast_render_cache_misses_total", "Render cache lookups that found nothing current and rendered.", nil, nil),
+		entries: prometheus.NewDesc("ironcast_render_cache_entries", "Rendered files in the render cache now.", nil, nil),
+		bytes:   prometheus.NewDesc("ironcast_render_cache_bytes", "Bytes held by the render cache now, keys and bookkeeping included.", nil, nil),
+	}
+}
+
+func (c *renderCacheCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.hits
+	ch <- c.misses
+	ch <- c.entries
+	ch <- c.bytes
+}
+
+func (c *renderCacheCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.stats()
+	ch <- prometheus.MustNewConstMetric(c.hits, prometheus.CounterValue, float64(s.Hits))
+	ch <- prometheus.MustNewConstMetric(c.misses, prometheus.CounterValue, float64(s.Misses))
+	ch <- prometheus.MustNewConstMetric(c.entries, prometheus.GaugeValue, float64(s.Entries))
+	ch <- prometheus.MustNewConstMetric(c.bytes, prometheus.GaugeValue, float64(s.Bytes))
 }

@@ -103,6 +103,9 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	if err := reg.Register(newRenderCacheCollector(svc.RenderCacheStats)); err != nil {
+		return fmt.Errorf("register render cache metrics: %w", err)
+	}
 	signKey, err := auth.LoadOrCreateKey(filepath.Join(cfg.DataDir, "token.key"))
 	if err != nil {
 		return err
