@@ -3,10 +3,13 @@ package api_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -680,5 +683,91 @@ func TestInfoAndMetrics(t *testing.T) {
 	}
 	if strings.Contains(body, m.UUID) {
 		t.Error("/metrics labels hold a raw path")
+	}
+}
+
+// TestAccessLog checks the level and fields of each request's "api
+// request" line, and that no token or password reaches the log, whether
+// sent in a header or in the query string.
+func TestAccessLog(t *testing.T) {
+	e := newEnv(t)
+	admin := e.token("admin", model.RoleAdmin, "")
+	const querySecret = "query-secret-5f0c"
+	const badToken = "not-a-valid-token-8d1e"
+	tests := []struct {
+		name         string
+		method, path string
+		query        string
+		auth         string // Authorization header
+		body         string
+		wantLevel    string
+		wantStatus   int
+		wantUser     string
+	}{
+		{name: "a read is debug", method: "GET", path: "/api/v1/info", query: "?token=" + querySecret,
+			auth: "Bearer " + admin, wantLevel: "DEBUG", wantStatus: 200, wantUser: "admin"},
+		{name: "a bad query is info", method: "GET", path: "/api/v1/machines", query: "?token=" + querySecret + "&Name=x",
+			auth: "Bearer " + admin, wantLevel: "INFO", wantStatus: 400, wantUser: "admin"},
+		{name: "a write is info", method: "POST", path: "/api/v1/profiles", auth: "Bearer " + admin, body: `{"Name":"p-log"}`,
+			wantLevel: "INFO", wantStatus: 201, wantUser: "admin"},
+		{name: "a client error is info", method: "GET", path: "/api/v1/machines/00000000-0000-4000-8000-00000000dead",
+			auth: "Bearer " + admin, wantLevel: "INFO", wantStatus: 404, wantUser: "admin"},
+		{name: "a metrics scrape is debug", method: "GET", path: "/metrics", wantLevel: "DEBUG", wantStatus: 200},
+		{name: "a login is info with its user", method: "POST", path: "/api/v1/users/op/token",
+			auth: "Basic " + base64.StdEncoding.EncodeToString([]byte("op:operator-password")), wantLevel: "INFO", wantStatus: 200, wantUser: "op"},
+		{name: "a refused token is info", method: "GET", path: "/api/v1/whoami", query: "?access_token=" + querySecret,
+			auth: "Bearer " + badToken, wantLevel: "INFO", wantStatus: 401},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, err := http.NewRequest(tt.method, e.srv.URL+tt.path+tt.query, strings.NewReader(tt.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.auth != "" {
+				req.Header.Set("Authorization", tt.auth)
+			}
+			if tt.body != "" {
+				req.Header.Set("Content-Type", "application/json")
+			}
+			resp, err := e.srv.Client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tt.wantStatus {
+				t.Fatalf("status %d, want %d", resp.StatusCode, tt.wantStatus)
+			}
+			// The line is written when the handler returns, before the
+			// server ends the answer the client has read to its end.
+			var line string
+			for _, l := range strings.Split(e.logs.String(), "\n") {
+				if strings.Contains(l, `msg="api request" method=`+tt.method+" path="+tt.path+" ") {
+					line = l
+				}
+			}
+			if line == "" {
+				t.Fatalf("no api request line for %s %s in:\n%s", tt.method, tt.path, e.logs.String())
+			}
+			want := []string{"level=" + tt.wantLevel + " ", " status=" + strconv.Itoa(tt.wantStatus) + " ", " bytes=", " duration=", " route="}
+			if tt.wantUser != "" {
+				want = append(want, " user="+tt.wantUser+" ")
+			}
+			for _, w := range want {
+				if !strings.Contains(line, w) {
+					t.Errorf("log line lacks %q: %s", w, line)
+				}
+			}
+			if tt.wantUser == "" && strings.Contains(line, " user=") {
+				t.Errorf("log line names a user: %s", line)
+			}
+		})
+	}
+	logs := e.logs.String()
+	for _, secret := range []string{admin, badToken, querySecret, "operator-password", "Bearer", "Basic ", "token="} {
+		if strings.Contains(logs, secret) {
+			t.Errorf("the log holds a secret (%.12s…):\n%s", secret, logs)
+		}
 	}
 }

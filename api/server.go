@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -52,8 +53,11 @@ type Config struct {
 	Bus *events.Bus
 	// Info describes the server (nil: just the version).
 	Info func() Info
-	// Logger receives one line per request and every server error (nil:
-	// discard). Authorization headers and bodies are never logged.
+	// Logger receives one access log line per request ("api request":
+	// successful reads at DEBUG, writes and client errors at INFO, server
+	// errors at WARN) and every server error (nil: discard). Headers, query
+	// strings and bodies are never logged, so neither are tokens and
+	// passwords.
 	Logger *slog.Logger
 	// Registerer receives the API's metrics; if it is also a
 	// prometheus.Gatherer (a *prometheus.Registry) /metrics serves it.
@@ -193,7 +197,7 @@ func (s *Server) routes() http.Handler {
 	r.Get("/healthz", s.h(s.healthz))
 	metrics := promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{})
 	if s.metricsAuth {
-		r.With(s.auth.Middleware(s.writeError)).Handle("/metrics", metrics)
+		r.With(s.auth.Middleware(s.writeError), logUser).Handle("/metrics", metrics)
 	} else {
 		r.Handle("/metrics", metrics)
 	}
@@ -203,7 +207,7 @@ func (s *Server) routes() http.Handler {
 		// The token route authenticates itself (HTTP Basic or bearer).
 		r.Post("/users/{key}/token", s.h(s.issueToken))
 		r.Group(func(r chi.Router) {
-			r.Use(s.auth.Middleware(s.writeError))
+			r.Use(s.auth.Middleware(s.writeError), logUser)
 			s.systemRoutes(r)
 			s.fileRoutes(r)
 			for _, k := range kindTable {
@@ -291,11 +295,58 @@ func routePattern(r *http.Request) string {
 	return "unmatched"
 }
 
-// instrument counts, times and logs every request by route pattern.
+// requestInfo is what instrument logs about a request that only handlers
+// further down learn: the authenticated user. It travels in the request
+// context under infoKey.
+type requestInfo struct{ user string }
+
+type infoKey struct{}
+
+// noteUser records name as the user of r for its access log line.
+func noteUser(r *http.Request, name string) {
+	if ri, ok := r.Context().Value(infoKey{}).(*requestInfo); ok {
+		ri.user = name
+	}
+}
+
+// logUser records the principal that auth.Middleware put in the context;
+// it runs right after that middleware.
+func logUser(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p, ok := auth.FromContext(r.Context()); ok {
+			noteUser(r, p.Name)
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// accessLevel is the level of a request's access log line: server errors
+// at WARN; client errors and writes (any method but GET, HEAD and OPTIONS,
+// logins included) at INFO; successful reads, such as /metrics scrapes,
+// health checks, polling and event streams, at DEBUG.
+func accessLevel(method string, code int) slog.Level {
+	switch {
+	case code >= 500:
+		return slog.LevelWarn
+	case code >= 400:
+		return slog.LevelInfo
+	case method == http.MethodGet || method == http.MethodHead || method == http.MethodOptions:
+		return slog.LevelDebug
+	}
+	return slog.LevelInfo
+}
+
+// instrument counts and times every request by route pattern and writes
+// its access log line (see accessLevel) with the method, the path without
+// its query (which could hold a secret; headers are never logged either),
+// the route pattern, status, bytes, duration, the authenticated user when
+// there is one, and the client's address.
 func (s *Server) instrument(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w}
+		ri := &requestInfo{}
+		r = r.WithContext(context.WithValue(r.Context(), infoKey{}, ri))
 		defer func() {
 			if sw.code == 0 {
 				sw.code = http.StatusOK
@@ -304,14 +355,19 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 			d := time.Since(start)
 			s.requests.WithLabelValues(r.Method, route, strconv.Itoa(sw.code)).Inc()
 			s.latency.WithLabelValues(route).Observe(d.Seconds())
-			level := slog.LevelInfo
-			if sw.code >= 500 {
-				level = slog.LevelWarn
+			level := accessLevel(r.Method, sw.code)
+			if !s.log.Enabled(r.Context(), level) {
+				return
 			}
-			s.log.LogAttrs(r.Context(), level, "api request",
-				slog.String("method", r.Method), slog.String("route", route),
-				slog.Int("status", sw.code), slog.Duration("duration", d),
-				slog.Int64("bytes", sw.bytes), slog.String("remote", r.RemoteAddr))
+			attrs := []slog.Attr{
+				slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.String("route", route),
+				slog.Int("status", sw.code), slog.Int64("bytes", sw.bytes), slog.Duration("duration", d),
+			}
+			if ri.user != "" {
+				attrs = append(attrs, slog.String("user", ri.user))
+			}
+			attrs = append(attrs, slog.String("remote", r.RemoteAddr))
+			s.log.LogAttrs(r.Context(), level, "api request", attrs...)
 		}()
 		next.ServeHTTP(sw, r)
 	})

@@ -170,11 +170,13 @@ func (s *Server) issueToken(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 		role = u.Role
+		noteUser(r, u.Name)
 	} else if tok, ok := auth.BearerToken(r); ok {
 		p, err := s.auth.Verify(r.Context(), tok)
 		if err != nil {
 			return err
 		}
+		noteUser(r, p.Name)
 		switch {
 		case p.Scope != "":
 			return fmt.Errorf("a %s token cannot get user tokens: %w", p.Scope, auth.ErrForbidden)

@@ -74,7 +74,7 @@ certificate there, creates the admin user with a random password written to a
 	f.StringArrayVar(&cfg.TFTPAddrs, "tftp-addr", nil, "IPv4 address TFTP listens on (repeatable; default: the DHCP interfaces' addresses)")
 	f.StringArrayVar(&cfg.BootProgramDirs, "boot-program-dir", nil, "directory searched for iPXE and GRUB boot programs (repeatable)")
 	f.DurationVar(&cfg.ReclaimInterval, "reclaim-interval", daemon.DefaultReclaimInterval, "how often pools are reclaimed: expired allocations and long-failed machines released, MinReady kept")
-	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error (API requests: writes and errors at info, successful reads at debug)")
 	f.StringVar(&logForm, "log-format", "text", fmt.Sprintf("log format: %s", strings.Join(logFormats, " or ")))
 	return cmd
 }
