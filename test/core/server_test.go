@@ -42,7 +42,7 @@ func freePort(t *testing.T) int {
 type server struct {
 	t        *testing.T
 	dataDir  string
-	config   string // XDG_CONFIG_HOME for the server and the CLI
+	config   string // XDG_CONFIG_HOME and HOME for the server and the CLI (the token cache is below it)
 	apiPort  int
 	httpPort int
 	cmd      *exec.Cmd
@@ -54,7 +54,7 @@ func newServer(t *testing.T) *server {
 }
 
 func (s *server) env() []string {
-	return append(os.Environ(), "XDG_CONFIG_HOME="+s.config, "HOME="+s.config,
+	return append(os.Environ(), "XDG_CONFIG_HOME="+s.config, "XDG_CACHE_HOME="+filepath.Join(s.config, "cache"), "HOME="+s.config,
 		"IRONCAST_ENDPOINT=", "IRONCAST_TOKEN=", "IRONCAST_USERNAME=", "IRONCAST_PASSWORD=")
 }
 
