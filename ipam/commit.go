@@ -170,7 +170,7 @@ func (a *Allocator) writeBatch(batch []*commit) {
 			l.saved = &saved{mac: s.ml.Token, state: s.ml.State, expire: s.ml.ExpireTime, hostname: s.ml.Hostname}
 			continue
 		}
-		a.log.Warn("lease write failed; reply dropped, lease reverted", "addr", l.addr, "mac", s.ml.Token, "state", s.ml.State, "err", s.err)
+		a.log.Warn("lease write failed; lease reverted (an ACK waiting for it is dropped)", "addr", l.addr, "mac", s.ml.Token, "state", s.ml.State, "err", s.err)
 		if l.ver != s.ver || a.leases[l.addr] != l {
 			continue // changed since: a later write is queued for it
 		}
@@ -195,8 +195,8 @@ type saved struct {
 }
 
 // revert puts l back to the state the store holds after a failed write,
-// so that memory never claims a binding the store does not have. A lease
-// never stored becomes a lapsed offer, which the sweep drops. a.mu is
+// so that memory never claims a binding (or hold) the store does not have.
+// A lease never stored becomes a lapsed offer, which the sweep drops. a.mu is
 // held.
 func (l *lease) revert(now time.Time) {
 	if l.saved == nil {

@@ -31,34 +31,42 @@
 //
 // # Durability
 //
-// Every ACK (and every RELEASE, DECLINE and expiry) is written to the
-// store as a model.Lease keyed by address, and the DHCPACK leaves only
-// once that write is durable: with store/bolt, fsync'ed. No acked lease
-// can be lost by a crash, so after a restart no address is bound to two
-// clients.
+// Every lease change is written to the store as a model.Lease keyed by
+// address: offers, ACKs (new bindings and renewals), RELEASE, DECLINE,
+// ping conflicts and expiry. They differ in when the reply leaves:
 //
-// The write is asynchronous for the DHCP server: Request updates memory,
-// queues the write and returns at once with a Decision whose Commit calls
-// back when the write has completed; the server sends the reply from
-// that callback, so its workers never wait for a disk. A group-commit
-// writer (one goroutine, alive while there is work) takes every write
-// queued so far, writes each lease once in its latest state, all
-// concurrently so that store/bolt's Batch puts them in one transaction
-// with one fsync, then calls back and starts over with what queued
-// meanwhile. A round lasts about one MaxBatchDelay (2 ms by default) plus
-// the commit; a lease waits at most two rounds. Release, Decline and the
-// expiry sweep wait for their writes.
+//   - ACK: fsync before the ACK leaves. Request updates memory, queues the
+//     write and returns a Decision whose Commit calls back once the write
+//     is durable (with store/bolt, fsync'ed); the server sends the ACK
+//     from that callback. No acked lease can be lost by a crash, so after
+//     a restart no address is bound to two clients.
+//   - OFFER: write-behind. Discover updates memory, queues the write and
+//     the OFFER leaves at once, without waiting for the disk. The offer is
+//     normally on disk one writer round (a few milliseconds) later; a
+//     crash within that window loses it, and the address is then free
+//     after the restart (the client's REQUEST is acked if it still is).
+//     An offer that reached the store is loaded by New: until its hold
+//     (OfferHold) ends the address stays held for that MAC and is offered
+//     to no one else; once the hold has ended it is free (and the sweep
+//     stores it as expired).
+//   - RELEASE, DECLINE and the expiry sweep wait for their writes before
+//     they return; a ping conflict (Conflict) and a client that took
+//     another server's offer are written behind.
 //
-// If a write fails, the ACK is not sent (the server counts the request as
-// dropped, reason "lease_error"), the failure is logged, and the lease in
-// memory is put back to the state the store holds (a lease never stored
-// becomes free again), so memory never claims more than the store.
+// A group-commit writer (one goroutine, alive while there is work) takes
+// every write queued so far, writes each lease once in its latest state
+// (an OFFER followed by its REQUEST within one round costs one write), in
+// one store transaction with one fsync where the store allows it, then
+// calls back and starts over with what queued meanwhile. A round lasts
+// about one MaxBatchDelay (2 ms by default) plus the commit; a lease
+// waits at most two rounds. Workers never wait for a disk.
 //
-// Offers are held in memory only and are not persisted: after a crash an
-// offered-but-not-acked address is simply free again, and a client whose
-// REQUEST arrives after a restart is acked if the address is still free.
-// A client whose offer was lost may thus be offered another address after
-// a restart; no address is ever acked to two clients.
+// If a write fails, the lease in memory is put back to the state the
+// store holds (a lease never stored becomes free again), so memory never
+// claims more than the store; the failure is logged, and an ACK waiting
+// for the write is not sent (the server counts the request as dropped,
+// reason "lease_error"). An OFFER already sent stays valid for the client:
+// its REQUEST is acked if the address is still free.
 //
 // # Concurrency
 //

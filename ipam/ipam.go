@@ -382,15 +382,23 @@ func (a *Allocator) Discover(ctx context.Context, req *dhcp.LeaseRequest) (dhcp.
 	// Ping an address new to the client: not one it holds or was just
 	// offered (and pinged for), nor its reservation.
 	d.Probe = ss.s.PingCheck && d.Reservation == nil && !(l.mac == req.MAC && live(l, now))
+	changed := false
 	if !(l.mac == req.MAC && l.state == model.LeaseBound && now.Before(l.expire)) {
 		l.mac, l.state, l.expire = req.MAC, model.LeaseOffered, now.Add(a.cfg.OfferHold)
+		changed = true
 	}
-	if req.Hostname != "" {
+	if req.Hostname != "" && req.Hostname != l.hostname {
 		l.hostname = req.Hostname
+		changed = true
 	}
 	l.sub = ss
 	ss.byMAC[req.MAC] = l
 	d.Addr = addr
+	if changed {
+		// Write-behind: the OFFER does not wait for the store. A REQUEST
+		// that follows within the writer's round is written over it, once.
+		a.write(l)
+	}
 	return d, nil
 }
 
@@ -459,8 +467,9 @@ func (a *Allocator) Request(ctx context.Context, req *dhcp.LeaseRequest) (dhcp.D
 	}
 	if req.OtherServer {
 		// The client took another server's offer: free ours at once.
-		if l := ss.byMAC[req.MAC]; l != nil && l.state == model.LeaseOffered && l.mac == req.MAC {
+		if l := ss.byMAC[req.MAC]; l != nil && l.state == model.LeaseOffered && l.mac == req.MAC && now.Before(l.expire) {
 			l.expire = now
+			a.write(l) // write-behind, as the offer was
 		}
 		a.mu.Unlock()
 		return dhcp.Decision{}, fmt.Errorf("%s chose server %s: %w", req.MAC, req.ServerID, dhcp.ErrNotOurs)

@@ -518,3 +518,134 @@ func TestSweepStoresExpiredLeases(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// waitStored polls the store until addr's lease satisfies ok: offers are
+// written behind the OFFER, so the test waits for the writer (bounded).
+func waitStored(t testing.TB, st store.Store, addr string, what string, ok func(*model.Lease) bool) *model.Lease {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		l, err := store.Get[model.Lease](context.Background(), st, addr)
+		if err == nil && ok(l) {
+			return l
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("lease %s never %s in the store: %+v (%v)", addr, what, l, err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestOfferPersistsAndHoldsAcrossRestart: an offer is written to the
+// store (state offered, the hold's end as ExpireTime), which is what
+// `ironcast leases list` and the API show; after a restart on the same
+// bbolt file the offered address is still held for its MAC and offered
+// to no one else; once the hold has ended it is free.
+func TestOfferPersistsAndHoldsAcrossRestart(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "ironcast.db")
+	clk := &clock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+	one := testSubnet()
+	one.ActiveEnd = one.ActiveStart // a single address: 10.20.0.10
+	const mac1, mac2 = "52:54:00:00:00:01", "52:54:00:00:00:02"
+
+	// start opens the file and an allocator on it, as a restart does.
+	start := func(create bool) (*bolt.Store, *ipam.Allocator) {
+		t.Helper()
+		st, err := bolt.Open(path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if create {
+			if err := store.Create(ctx, st, one); err != nil {
+				t.Fatal(err)
+			}
+		}
+		a, err := ipam.New(ctx, ipam.Config{Store: st, Now: clk.Now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st, a
+	}
+
+	st, a := start(true)
+	d, err := a.Discover(ctx, req(mac1))
+	if err != nil || d.Addr.String() != "10.20.0.10" {
+		t.Fatalf("discover: %v %s", err, d.Addr)
+	}
+	if d.Commit != nil {
+		t.Fatal("offer has a Commit: the OFFER would wait for the disk")
+	}
+	l := waitStored(t, st, "10.20.0.10", "offered", func(l *model.Lease) bool { return l.State == model.LeaseOffered })
+	got := struct {
+		Token, Subnet string
+		State         model.LeaseState
+		Expire        time.Time
+	}{l.Token, l.Subnet, l.State, l.ExpireTime}
+	want := got
+	want.Token, want.Subnet, want.State, want.Expire = mac1, "rack1", model.LeaseOffered, clk.Now().Add(30*time.Second)
+	if diff := cmp.Diff(got, want); diff != "" {
+		t.Fatalf("stored offer (-got +want):\n%s", diff)
+	}
+	// The list the API serves (GET /leases reads the store) shows it.
+	ls, err := store.List[model.Lease](ctx, st)
+	if err != nil || len(ls) != 1 || ls[0].State != model.LeaseOffered || ls[0].Token != mac1 {
+		t.Fatalf("lease list: %v %+v, want one offered lease", err, ls)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Restart within the hold: the address is still mac1's.
+	clk.Add(10 * time.Second)
+	st, a = start(false)
+	if _, err := a.Discover(ctx, req(mac2)); !errors.Is(err, dhcp.ErrExhausted) {
+		t.Fatalf("another client's discover during the hold after a restart: %v, want exhausted", err)
+	}
+	r := req(mac2)
+	r.Requested, r.ServerID = netip.MustParseAddr("10.20.0.10"), link[0]
+	if d, err := a.Request(ctx, r); err != nil || d.Action != dhcp.ActionNak {
+		t.Fatalf("another client's request during the hold after a restart: %v %v, want nak", err, d.Action)
+	}
+	// mac1's REQUEST for its offer is acked.
+	r = req(mac1)
+	r.Requested, r.ServerID = netip.MustParseAddr("10.20.0.10"), link[0]
+	ack, err := a.Request(ctx, r)
+	if err != nil || ack.Action != dhcp.ActionAck {
+		t.Fatalf("request of the offered address after a restart: %v %v %s", err, ack.Action, ack.Reason)
+	}
+	if err := durable(ack); err != nil {
+		t.Fatal(err)
+	}
+	if l := waitStored(t, st, "10.20.0.10", "bound", func(l *model.Lease) bool { return true }); l.State != model.LeaseBound || l.Token != mac1 {
+		t.Fatalf("after the ack: %+v, want bound to %s", l, mac1)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestLapsedOfferIsFreeAfterRestart: an offer whose hold ended while the
+// server was down does not hold its address after the restart.
+func TestLapsedOfferIsFreeAfterRestart(t *testing.T) {
+	ctx := context.Background()
+	one := testSubnet()
+	one.ActiveEnd = one.ActiveStart
+	e := newEnv(t, one)
+	if _, err := e.a.Discover(ctx, req("52:54:00:00:00:01")); err != nil {
+		t.Fatal(err)
+	}
+	waitStored(t, e.st, "10.20.0.10", "offered", func(l *model.Lease) bool { return l.State == model.LeaseOffered })
+	e.clock.Add(31 * time.Second) // past the 30 s hold
+	a, err := ipam.New(ctx, ipam.Config{Store: e.st, Now: e.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := a.Discover(ctx, req("52:54:00:00:00:02"))
+	if err != nil || d.Addr.String() != "10.20.0.10" {
+		t.Fatalf("another client after the hold ended: %v %s, want 10.20.0.10", err, d.Addr)
+	}
+	waitStored(t, e.st, "10.20.0.10", "offered to the second client", func(l *model.Lease) bool {
+		return l.State == model.LeaseOffered && l.Token == "52:54:00:00:00:02"
+	})
+}

@@ -13,8 +13,9 @@ import (
 // Run keeps the allocator current until ctx ends, then returns nil:
 // subnet and reservation changes in the store are applied at once (a
 // watch; if the watch falls behind, everything is reread), leases deleted
-// through the API are forgotten, and every SweepInterval bound leases that
-// ran out are stored as expired and lapsed offers are dropped.
+// through the API are forgotten, and every SweepInterval bound leases and
+// offers that ran out are stored as expired (lapsed offers never stored
+// are dropped).
 func (a *Allocator) Run(ctx context.Context) error {
 	go a.watchLeases(ctx)
 	t := time.NewTicker(a.cfg.SweepInterval)
@@ -117,8 +118,8 @@ func (a *Allocator) watchLeases(ctx context.Context) {
 }
 
 // syncLeases forgets the stored leases the store no longer holds. Leases
-// never stored (offers) and leases written since the listing began are
-// kept.
+// not stored yet (an offer or ACK still queued) and leases written since
+// the listing began are kept.
 func (a *Allocator) syncLeases(ctx context.Context) error {
 	a.mu.Lock()
 	r0 := a.rounds
@@ -166,8 +167,9 @@ func (a *Allocator) forget(addr netip.Addr) {
 	}
 }
 
-// sweep stores bound leases that ran out as expired and drops lapsed
-// offers that were never stored, freeing their addresses for nextFree.
+// sweep stores bound leases and stored offers that ran out as expired,
+// and drops lapsed offers that were never stored (their write failed or
+// is still queued), freeing their addresses for nextFree.
 func (a *Allocator) sweep(ctx context.Context) {
 	now := a.cfg.Now()
 	var ended []*lease
