@@ -266,9 +266,9 @@ func startClient(t *testing.T, ns *testenv.Netns, name string, args ...string) *
 // `ironcast leases list -o json` shows the lease bound, renewed and
 // released; the machine created beforehand with the client's MAC gets
 // the address in Machine.Address. Then udhcpc's ARP check declines an
-// address another host uses, and the list shows it declined. (Offers are
-// not stored, so the list never shows "offered"; "expired" appears once
-// the sweep runs, every 30 s, which ipam's tests cover.)
+// address another host uses, and the list shows it declined. ("offered"
+// is shown by TestServeOfferStoredAndHeldAcrossKill; "expired" appears
+// once the sweep runs, every 30 s, which ipam's tests cover.)
 func TestServeLeaseLifecycleWithRealClients(t *testing.T) {
 	testenv.RequireRoot(t)
 	srvNS, cliNS := testenv.NewNetns(t), testenv.NewNetns(t)
@@ -466,5 +466,50 @@ func TestServeKilledDuringPerfdhcp(t *testing.T) {
 				t.Fatalf("new client got %s, bound to %s before the restart", addr, l.Token)
 			}
 		}
+	}
+}
+
+// TestServeOfferStoredAndHeldAcrossKill: a client that sends DISCOVER and
+// never REQUEST (perfdhcp -i) shows in `ironcast leases list` as offered.
+// After kill -9 and a restart the offer is still listed, and while its
+// hold lasts (30 s) another client gets no offer of the subnet's only
+// address.
+func TestServeOfferStoredAndHeldAcrossKill(t *testing.T) {
+	testenv.RequireRoot(t)
+	perfdhcp := testenv.RequireTool(t, "perfdhcp")
+	srvNS, cliNS := testenv.NewNetns(t), testenv.NewNetns(t)
+	srvIf, cliIf := testenv.Veth(t, srvNS, "10.50.0.1/24", cliNS, "10.50.0.2/24")
+	cliNS.Run(t, "ip", "addr", "add", "10.40.0.2/32", "dev", cliIf)
+	srvNS.Run(t, "ip", "route", "add", "10.40.0.2/32", "via", "10.50.0.2")
+	s := newServer(t, srvNS, srvIf)
+	s.start()
+	s.mustCLI("subnets", "create", `{"Name":"one","Subnet":"10.40.0.0/16","ActiveStart":"10.40.1.7","ActiveEnd":"10.40.1.7","Enabled":true}`)
+
+	// discover runs one DISCOVER-OFFER exchange (no REQUEST) as the
+	// client mac and returns perfdhcp's output.
+	discover := func(mac string) string {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		out, _ := cliNS.Command(ctx, perfdhcp, "-4", "-i", "-R", "1", "-n", "1", "-r", "1", "-p", "3", "-b", "mac="+mac,
+			"-l", "10.40.0.2", "10.50.0.1").CombinedOutput()
+		return string(out)
+	}
+	const mac1, mac2 = "02:00:00:00:aa:01", "02:00:00:00:aa:02"
+	out := discover(mac1)
+	l := s.waitLease("10.40.1.7", "offered", func(l *lease) bool { return l.State == "offered" })
+	if l.Token != mac1 || l.Subnet != "one" || !l.ExpireTime.After(time.Now()) {
+		t.Fatalf("offered lease %+v, want held for %s; perfdhcp:\n%s", l, mac1, out)
+	}
+	s.kill()
+	s.start()
+	if l2 := s.lease("10.40.1.7"); l2 == nil || l2.State != "offered" || l2.Token != mac1 || !l2.ExpireTime.Equal(l.ExpireTime) {
+		t.Fatalf("after kill -9 and restart: %+v, want %+v", l2, l)
+	}
+	out = discover(mac2)
+	if l2 := s.lease("10.40.1.7"); l2 == nil || l2.State != "offered" || l2.Token != mac1 {
+		t.Fatalf("another client's DISCOVER during the hold: lease %+v, want still offered to %s; perfdhcp:\n%s", l2, mac1, out)
+	}
+	if !strings.Contains(s.log.String(), "address range exhausted") {
+		t.Fatalf("no \"address range exhausted\" for the second client in the server log; perfdhcp:\n%s", out)
 	}
 }
