@@ -71,7 +71,7 @@ func (s *Server) lifecycleRoutes(r chi.Router) {
 // registerMachine creates or updates the machine owning the posted MACs.
 //
 //	@Summary		Register a machine (discovery image)
-//	@Description	Creates the machine that owns any of the posted MACs, or updates it, records its inventory and moves it to ready. Needs a registration token (rendered into the discovery bootenv) or an operator token. Returns a token scoped to the machine.
+//	@Description	Creates the machine that owns any of the posted MACs, or updates it, records its inventory and moves it to ready. Needs a registration token (rendered into the discovery bootenv for unknown machines), the machine's own token (rendered into it for known machines; it registers only that machine, 409 if a posted MAC belongs to another) or an operator token. Returns a token scoped to the machine.
 //	@Tags			machines
 //	@Accept			json
 //	@Produce		json
@@ -88,6 +88,13 @@ func (s *Server) registerMachine(w http.ResponseWriter, r *http.Request) error {
 	var reg provision.Registration
 	if err := decodeStrict(r.Body, &reg); err != nil {
 		return err
+	}
+	if p, ok := auth.FromContext(r.Context()); ok {
+		// A machine's own token (rendered into discovery for a known
+		// machine) registers that machine and no other.
+		if uuid, ok := p.Machine(); ok {
+			reg.UUID = uuid
+		}
 	}
 	m, err := s.lifecycle.Register(r.Context(), reg)
 	if err != nil {

@@ -229,6 +229,8 @@ func TestAuthorize(t *testing.T) {
 		{"machine sets a param", mach, "PUT", "/api/v1/machines/" + m1 + "/params/x", false, false},
 		{"machine decode", mach, "GET", "/api/v1/machines/" + m1 + "/params", true, false},
 		{"machine profiles", mach, "GET", "/api/v1/profiles", false, false},
+		{"machine registers itself", mach, "POST", "/api/v1/machines/register", false, true},
+		{"machine reads register", mach, "GET", "/api/v1/machines/register", false, false},
 		{"machine whoami", mach, "GET", "/api/v1/whoami", false, true},
 		{"register registers", reg, "POST", "/api/v1/machines/register", false, true},
 		{"register lists", reg, "GET", "/api/v1/machines", false, false},

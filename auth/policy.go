@@ -22,7 +22,9 @@ const apiPrefix = "/api/v1/"
 //   - readonly: GET and HEAD only, never decode; it may renew its own token.
 //   - a MachineScope token: GET/HEAD of its own machine and anything below
 //     it (params, aggregate params, metadata), and POST below its own
-//     /callbacks. No listing, no other machine, never decode.
+//     /callbacks, and POST /api/v1/machines/register, which the API binds
+//     to its own machine (a known machine booting discovery again). No
+//     listing, no other machine, never decode.
 //   - a ScopeRegister token: POST /api/v1/machines/register only.
 //   - every principal may GET /api/v1/whoami.
 //
@@ -55,6 +57,9 @@ func Authorize(p *Principal, method, urlPath string, decode bool) error {
 			return deny("a registration token may only register a machine")
 		}
 		uuid, ok := p.Machine()
+		if ok && method == http.MethodPost && len(segs) == 2 && segs[0] == model.KindMachines && segs[1] == "register" {
+			return nil // the API binds the registration to uuid
+		}
 		if !ok || len(segs) < 2 || segs[0] != model.KindMachines || segs[1] != uuid {
 			return deny("a machine token may only reach its own machine")
 		}

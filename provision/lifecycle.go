@@ -12,6 +12,12 @@ import (
 
 // Registration is what the discovery image posts about a machine.
 type Registration struct {
+	// UUID, when set, binds the registration to that machine: the caller
+	// holds the machine's own token (a known machine booting discovery
+	// again, say after a wipe). Its MACs must then belong to that machine
+	// or to none; a MAC of another machine is a conflict. The API sets it
+	// from the token and never from the request body.
+	UUID          string `json:"-"`
 	HardwareAddrs []string
 	Arch          string `json:",omitempty"`
 	Inventory     *model.Inventory
@@ -45,6 +51,16 @@ func (s *Service) Register(ctx context.Context, reg Registration) (*model.Machin
 			if !errors.Is(err, model.ErrNotFound) {
 				return nil, err
 			}
+		}
+		if reg.UUID != "" {
+			if existing != nil && existing.UUID != reg.UUID {
+				return nil, fmt.Errorf("register as machine %s: a MAC belongs to machine %s: %w", reg.UUID, existing.UUID, model.ErrConflict)
+			}
+			m, err := store.Get[model.Machine](ctx, s.st, reg.UUID)
+			if err != nil {
+				return nil, fmt.Errorf("register as machine %s: %w", reg.UUID, err)
+			}
+			existing = m
 		}
 		addr := s.boundAddress(ctx, macs)
 		if existing == nil {

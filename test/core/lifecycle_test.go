@@ -115,6 +115,36 @@ func TestMachineLifecycleAndTokenScope(t *testing.T) {
 			}
 		})
 	}
+	// A known machine that boots discovery again (after a wipe, say) finds
+	// its own machine token in the script and registers itself with it,
+	// and only itself.
+	code, script = s.plain(t, "GET", "/52:54:00:de:ad:01.ipxe", "", nil)
+	if code != 200 || !bytes.Contains(script, []byte("ironcast.uuid="+reg.UUID)) {
+		t.Fatalf("known machine's discovery script: %d\n%s", code, script)
+	}
+	if m = tokenRE.FindSubmatch(script); m == nil {
+		t.Fatalf("no token in %s", script)
+	}
+	ownToken := string(m[1])
+	code, body = s.plain(t, "POST", "/api/v1/machines/register", ownToken, map[string]any{
+		"HardwareAddrs": []string{"52:54:00:de:ad:01"}, "Arch": "amd64",
+		"Inventory": map[string]any{"CPUs": 4, "MemoryMiB": 4096},
+	})
+	var again struct {
+		UUID    string
+		Machine struct{ Inventory struct{ CPUs int } }
+	}
+	json.Unmarshal(body, &again)
+	if code != 200 || again.UUID != reg.UUID || again.Machine.Inventory.CPUs != 4 {
+		t.Fatalf("re-register with the machine's own token: %d %s; want 200, UUID %s, 4 CPUs", code, body, reg.UUID)
+	}
+	code, body = s.plain(t, "POST", "/api/v1/machines/register", ownToken, map[string]any{
+		"HardwareAddrs": []string{"52:54:00:de:ad:02"}, "Arch": "amd64",
+	})
+	if code != 409 || !bytes.Contains(body, []byte(otherM.UUID)) {
+		t.Errorf("machine token registering another machine's MAC: %d %s, want 409 naming %s", code, body, otherM.UUID)
+	}
+
 	// A user token is never accepted in clear.
 	tok, err := admin.Token(ctx, "admin", s.password(), time.Hour)
 	if err != nil {
