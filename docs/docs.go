@@ -1690,7 +1690,7 @@ const docTemplate = `{
                         "Bearer": []
                     }
                 ],
-                "description": "Creates the machine that owns any of the posted MACs, or updates it, records its inventory and moves it to ready. Needs a registration token (rendered into the discovery bootenv) or an operator token. Returns a token scoped to the machine.",
+                "description": "Creates the machine that owns any of the posted MACs, or updates it, records its inventory and moves it to ready. Needs a registration token (rendered into the discovery bootenv for unknown machines), the machine's own token (rendered into it for known machines; it registers only that machine, 409 if a posted MAC belongs to another) or an operator token. Returns a token scoped to the machine.",
                 "consumes": [
                     "application/json"
                 ],
