@@ -154,30 +154,60 @@ func (a *app) printExplain(raw json.RawMessage) error {
 	return nil
 }
 
-// bootenvBuildCmd builds a bootenv's images from Debian packages.
+// demoImage is the name "bootenvs build linuxkit-demo" gives its image;
+// the files are linuxkit/demo-ARCH-{kernel,initrd.img,cmdline}.
+const demoImage = "linuxkit-demo"
+
+// bootenvBuildCmd builds images from Debian packages: the discovery (and
+// wipe) image, or a LinuxKit-style demo image for the linuxkit bootenv.
 func (a *app) bootenvBuildCmd() *cobra.Command {
 	var arch, out, cache string
 	cmd := &cobra.Command{
-		Use:   "build discovery",
-		Short: "Build the discovery (and wipe) image from Debian packages into the boot root",
-		Long: `Build the discovery image's kernel and initramfs from a Debian linux-image
-package and busybox-static for --arch, fetched with apt-get download (no other
-downloads). The result goes to OUT/discovery/ARCH/{vmlinuz,initrd.img}; OUT
-defaults to the boot root of the local server's data dir. The build is
-reproducible: the same packages give byte-identical files (see SHA256SUMS).`,
-		Args: exactArgs(1),
+		Use:   "build discovery|linuxkit-demo",
+		Short: "Build the discovery (and wipe) image, or a LinuxKit-style demo image, from Debian packages into the boot root",
+		Long: `Build an image's kernel and initramfs from a Debian linux-image package and
+busybox-static for --arch, fetched with apt-get download (no other
+downloads), into the boot root. OUT defaults to the boot root of the local
+server's data dir. The build is reproducible: the same packages give
+byte-identical files (see the SHA256SUMS written next to them).
+
+  discovery      OUT/discovery/ARCH/{vmlinuz,initrd.img}: what unknown
+                 machines boot to register, and what the wipe bootenv runs.
+  linuxkit-demo  OUT/linuxkit/demo-ARCH-{kernel,initrd.img,cmdline}: an
+                 immutable image in LinuxKit's kernel+initrd form for the
+                 linuxkit bootenv. It brings up the network, reads its
+                 metadata from ironcast, prints the machine's param
+                 demo-message on the console (ironcast.param in its
+                 cmdline file), posts its "running" callback and stays up.`,
+		Example: `  ironcast bootenvs build discovery
+  ironcast bootenvs build linuxkit-demo
+  ironcast machines set UUID param linuxkit-image to demo-amd64
+  ironcast machines set UUID param linuxkit-cmdline to "$(cat DATA/boot/linuxkit/demo-amd64-cmdline)"
+  ironcast machines set UUID param demo-message to "hello from ironcast"
+  ironcast machines provision UUID --bootenv linuxkit`,
+		Args:      exactArgs(1),
+		ValidArgs: []string{model.BootEnvDiscovery, demoImage},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if args[0] != model.BootEnvDiscovery {
-				return usageErrorf("only the discovery image is built (wipe uses it too), not %q", args[0])
+			opts := imagebuild.Options{Arch: arch, OutDir: out, CacheDir: cache}
+			switch args[0] {
+			case model.BootEnvDiscovery:
+			case demoImage:
+				opts.Mode, opts.Name = imagebuild.ModeTest, "demo-"+arch
+				opts.Cmdline = "ironcast.param=demo-message"
+			default:
+				return usageErrorf("unknown image %q: want discovery or %s", args[0], demoImage)
 			}
-			if out == "" {
-				out = a.defaultBootRoot()
+			if opts.OutDir == "" {
+				opts.OutDir = a.defaultBootRoot()
 			}
-			res, err := imagebuild.Build(cmd.Context(), imagebuild.Options{Arch: arch, OutDir: out, CacheDir: cache})
+			res, err := imagebuild.Build(cmd.Context(), opts)
 			if err != nil {
-				return fmt.Errorf("build discovery for %s: %w", arch, err)
+				return fmt.Errorf("build %s for %s: %w", args[0], arch, err)
 			}
 			fmt.Fprintf(a.out, "built %s and %s\n", res.Kernel, res.Initrd)
+			if res.Cmdline != "" {
+				fmt.Fprintf(a.out, "cmdline in %s; boot it with the params linuxkit-image=%s and linuxkit-cmdline=<that file's contents>\n", res.Cmdline, opts.Name)
+			}
 			return nil
 		},
 	}

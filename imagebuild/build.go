@@ -70,6 +70,9 @@ type Options struct {
 	// Name names the test image's files (ModeTest only). Default:
 	// "ironcast-test-<arch>".
 	Name string
+	// Cmdline is appended to the test image's cmdline file (ModeTest
+	// only), after the console LinuxKit would put there.
+	Cmdline string
 	// Modules replaces DefaultModules when non-nil.
 	Modules []string
 	// SourceDateEpoch is the timestamp of every file in the initramfs.
@@ -374,7 +377,7 @@ func write(opts Options, in *inputs) (Result, error) {
 		res.Dir = filepath.Join(opts.OutDir, "linuxkit")
 		n := opts.Name
 		files[n+"-kernel"], files[n+"-initrd.img"] = in.kernel, initrd
-		files[n+"-cmdline"] = []byte(testCmdline(opts.Arch) + "\n")
+		files[n+"-cmdline"] = []byte(strings.TrimSpace(testCmdline(opts.Arch)+" "+opts.Cmdline) + "\n")
 		res.Kernel = filepath.Join(res.Dir, n+"-kernel")
 		res.Initrd = filepath.Join(res.Dir, n+"-initrd.img")
 		res.Cmdline = filepath.Join(res.Dir, n+"-cmdline")
