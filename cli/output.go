@@ -43,8 +43,8 @@ var columns = map[string][]column{
 	model.KindParams:       {{"Name", "Name", ""}, {"Secure", "Secure", "false"}, {"Default", "Default", ""}, {"Description", "Description", ""}},
 	model.KindProfiles:     {{"Name", "Name", ""}, {"Description", "Description", ""}},
 	model.KindSubnets:      {{"Name", "Name", ""}, {"Subnet", "Subnet", ""}, {"ActiveStart", "ActiveStart", ""}, {"ActiveEnd", "ActiveEnd", ""}, {"Enabled", "Enabled", "false"}, {"Proxy", "Proxy", "false"}},
-	model.KindReservations: {{"Addr", "Addr", ""}, {"Token", "Token", ""}, {"Description", "Description", ""}},
-	model.KindLeases:       {{"Addr", "Addr", ""}, {"Token", "Token", ""}, {"State", "State", ""}, {"ExpireTime", "ExpireTime", ""}, {"Hostname", "Hostname", ""}},
+	model.KindReservations: {{"Addr", "Addr", ""}, {"MAC", "Token", ""}, {"Description", "Description", ""}},
+	model.KindLeases:       {{"Addr", "Addr", ""}, {"MAC", "Token", ""}, {"Subnet", "Subnet", ""}, {"State", "State", ""}, {"ExpireTime", "ExpireTime", ""}, {"Hostname", "Hostname", ""}},
 	model.KindPools:        {{"Name", "Name", ""}, {"BootEnv", "BootEnv", ""}, {"MinReady", "MinReady", "0"}, {"Description", "Description", ""}},
 	model.KindUsers:        {{"Name", "Name", ""}, {"Role", "Role", ""}, {"Description", "Description", ""}},
 }
