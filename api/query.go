@@ -14,11 +14,6 @@ import (
 	"github.com/ironcast/ironcast/model"
 )
 
-// Query parameters of list requests that are not field filters.
-var reservedParams = map[string]bool{
-	"sort": true, "reverse": true, "offset": true, "limit": true, "decode": true,
-}
-
 // listQuery is a parsed list request: filters (all must match; the values
 // of one filter are alternatives), an optional sort field, and a page.
 type listQuery struct {

@@ -20,10 +20,9 @@ const (
 )
 
 type boltMeta struct {
-	pageSize          uint32
-	root, freelist    uint64
-	highWater, txid   uint64
-	magicOK, checksum bool
+	pageSize        uint32
+	root, freelist  uint64
+	highWater, txid uint64
 }
 
 func parseMeta(page []byte) (boltMeta, bool) {
