@@ -244,7 +244,10 @@ func (s *Service) mutateMachineEvent(ctx context.Context, uuid, event string, fn
 		if err != nil {
 			return nil, err
 		}
-		if from != m.State {
+		// A lifecycle event is published even when it keeps the state
+		// (a known machine registering again, a reboot, a repeated
+		// callback): the timeline shows what the machine did.
+		if from != m.State || event != "" {
 			s.transitioned(m, from, event, m.StateReason)
 		}
 		return m, nil

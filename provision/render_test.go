@@ -310,3 +310,39 @@ func TestRegisterTakesTheLeasedAddress(t *testing.T) {
 		t.Errorf("last event %+v, want a transition naming its event", last)
 	}
 }
+
+func TestRegisterAgainIsRecorded(t *testing.T) {
+	ctx := context.Background()
+	svc, _, rec := newService(t)
+	reg := Registration{HardwareAddrs: []string{"52:54:00:00:04:01"}, Inventory: &model.Inventory{CPUs: 2}}
+	m, err := svc.Register(ctx, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The same machine boots discovery again (after a wipe) with its own
+	// token: the registration is bound to it, refreshes its inventory and
+	// shows as a register transition although the state stays ready.
+	reg.UUID, reg.Inventory = m.UUID, &model.Inventory{CPUs: 4}
+	again, err := svc.Register(ctx, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.UUID != m.UUID || again.State != model.StateReady || again.Inventory.CPUs != 4 {
+		t.Fatalf("registered again: %s %s %+v, want %s ready with 4 CPUs", again.UUID, again.State, again.Inventory, m.UUID)
+	}
+	last := rec.events[len(rec.events)-1]
+	if last.Type != "transition" || last.Key != m.UUID || last.Attrs["event"] != model.EventRegister ||
+		last.Attrs["from"] != "ready" || last.Attrs["to"] != "ready" {
+		t.Errorf("last event %+v, want a ready → ready register transition", last)
+	}
+
+	// Bound to another machine, the same MAC is a conflict.
+	other := &model.Machine{Name: "other", HardwareAddrs: []string{"52:54:00:00:04:02"}}
+	if err := svc.Create(ctx, other); err != nil {
+		t.Fatal(err)
+	}
+	reg.UUID = other.UUID
+	if _, err := svc.Register(ctx, reg); !errors.Is(err, model.ErrConflict) {
+		t.Errorf("register a MAC of %s bound to %s: %v, want ErrConflict", m.UUID, other.UUID, err)
+	}
+}
