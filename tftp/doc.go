@@ -23,9 +23,13 @@
 //     retransmission rules are written down here and tested against
 //     atftp, tftp-hpa and curl.
 //
-// We chose the last. Its data path uses blocking, connected sockets
-// instead of Go's network poller (see sock.go): that is what brings the
-// lock-step CPU per MiB down to tftpd-hpa's. pin/tftp stays in the module as a test peer: its
+// We chose the last. Its data path uses connected sockets that wait in a
+// blocking recv while a transfer runs alone and through Go's network
+// poller while others run (see sock.go): the first is what brings the
+// lock-step CPU per MiB down to tftpd-hpa's, the second keeps many
+// transfers on one P from handing it around. A window goes out with one
+// sendmmsg, its blocks pointing into the read-ahead buffer, and the
+// buffers are pooled. pin/tftp stays in the module as a test peer: its
 // client fetches files from this server in the unit tests, a second
 // independent implementation next to the Debian clients of the interop
 // tests.

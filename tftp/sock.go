@@ -6,25 +6,37 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
 
-// sock is a transfer's UDP socket: blocking, connected to the client, with
-// SO_RCVTIMEO for the retransmission timeout.
+// sock is a transfer's UDP socket: connected to the client, blocking, with
+// SO_RCVTIMEO for the retransmission timeout when it waits in a blocking
+// read, or registered with Go's network poller when it waits there.
 //
-// It bypasses Go's network poller on purpose. A transfer is a ping-pong of
-// one ACK per window; through the poller every ACK costs a failed
-// recvfrom, a park, an epoll_wait and a second recvfrom, which made the
-// lock-step server cost about 1.5x tftpd-hpa's CPU per MiB. A blocking
-// recvfrom costs one system call; the runtime hands the goroutine's P to
-// another thread while it blocks, so other transfers keep running. The
-// price is one OS thread per transfer waiting for an ACK, bounded by
-// Config.MaxTransfers.
+// It waits for ACKs in one of two ways, chosen before each wait:
 //
-// shutdown may be called from another goroutine to wake a blocked read;
+//   - Alone (no other transfer under way), in a blocking recv. A transfer
+//     is a ping-pong of one ACK per window; through the poller every ACK
+//     costs a failed recvfrom, a park, an epoll_wait and a second
+//     recvfrom, which made the lock-step server cost about 1.5x
+//     tftpd-hpa's CPU per MiB. A blocking recv costs one system call.
+//   - With other transfers, through the poller. A goroutine blocked in a
+//     system call keeps its P (GOMAXPROCS may be 1: a server pinned to one
+//     core) until sysmon takes it back, at least 20 µs and up to 10 ms
+//     later, and a thread whose ACK came in while another holds the P
+//     queues its goroutine and sleeps on a futex: many blocking transfers
+//     spend their time handing the P around. Through the poller one
+//     thread runs every transfer whose ACK is in, and a recvfrom tried
+//     before parking usually finds the ACK already there.
+//
+// The descriptor stays in blocking mode in both: reads through the poller
+// and every send use MSG_DONTWAIT.
+//
+// shutdown may be called from another goroutine to wake a waiting read;
 // close must be called once, by the owner.
 type sock struct {
 	fd int
@@ -34,6 +46,13 @@ type sock struct {
 	down   bool
 
 	timeo time.Duration // SO_RCVTIMEO currently set
+
+	// file is set once the socket is registered with the poller; it owns
+	// fd from then on. rc is its RawConn and deadline the read deadline
+	// last set on it.
+	file     *os.File
+	rc       syscall.RawConn
+	deadline time.Time
 }
 
 // openSock creates the socket bound to local (port 0: a new transfer ID)
@@ -75,39 +94,86 @@ func (s *sock) localAddr() netip.AddrPort {
 
 // write sends one datagram.
 func (s *sock) write(b []byte) error {
-	for {
-		// MSG_DONTWAIT: a send that would block (a full send buffer) is
-		// retried below as an ordinary blocking system call, so the raw
-		// call (no scheduler bookkeeping per packet) never blocks.
-		var p unsafe.Pointer
-		if len(b) > 0 {
-			p = unsafe.Pointer(&b[0])
-		}
-		_, _, e := unix.RawSyscall6(unix.SYS_SENDTO, uintptr(s.fd), uintptr(p), uintptr(len(b)), unix.MSG_DONTWAIT, 0, 0)
+	var iov unix.Iovec
+	if len(b) > 0 {
+		iov.Base = &b[0]
+	}
+	iov.SetLen(len(b))
+	var m [1]unix.Mmsghdr
+	m[0].Hdr.Iov = &iov
+	m[0].Hdr.SetIovlen(1)
+	return s.writeBatch(m[:])
+}
+
+// writeBatch sends one datagram per message with sendmmsg, so that a
+// window costs one system call instead of one per block. The raw call
+// (no scheduler bookkeeping) never blocks: MSG_DONTWAIT. When the send
+// buffer is full the rest waits for room, through the poller when the
+// socket is registered with it, else in a blocking call. The caller keeps
+// msgs and the memory they point to alive until it returns.
+func (s *sock) writeBatch(msgs []unix.Mmsghdr) error {
+	for len(msgs) > 0 {
+		r, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, uintptr(s.fd), uintptr(unsafe.Pointer(&msgs[0])), uintptr(len(msgs)), unix.MSG_DONTWAIT, 0, 0)
 		var err error
-		if e != 0 {
+		switch {
+		case e == 0:
+			msgs = msgs[int(r):]
+			continue
+		case e == unix.EAGAIN:
+			err = s.waitWritable(&msgs[0])
+			if err == nil {
+				msgs = msgs[1:]
+				continue
+			}
+		case e == unix.EINTR:
+			continue
+		default:
 			err = e
 		}
-		if err == unix.EAGAIN {
-			_, err = unix.Write(s.fd, b)
+		if s.isDown() {
+			return net.ErrClosed
 		}
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			if s.isDown() {
-				return net.ErrClosed
-			}
-			return err
+		return err
+	}
+	return nil
+}
+
+// waitWritable sends the message m once the send buffer has room.
+func (s *sock) waitWritable(m *unix.Mmsghdr) error {
+	if s.rc == nil {
+		_, _, e := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(s.fd), uintptr(unsafe.Pointer(m)), 1, 0, 0, 0)
+		if e != 0 {
+			return e
 		}
 		return nil
 	}
+	var serr error
+	err := s.rc.Write(func(fd uintptr) bool {
+		_, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(m)), 1, unix.MSG_DONTWAIT, 0, 0)
+		if e == unix.EAGAIN {
+			return false
+		}
+		if e != 0 {
+			serr = e
+		}
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	return serr
 }
 
-// read receives one datagram, waiting at most timeout. It returns
-// os.ErrDeadlineExceeded when none came, net.ErrClosed after shutdown,
-// and unix.ECONNREFUSED when an ICMP error said the client's port is gone.
-func (s *sock) read(b []byte, timeout time.Duration) (int, error) {
+// read receives one datagram, waiting until deadline at most (timeout
+// from now: the caller passes both so that neither is recomputed per
+// packet). With alone set it waits in a blocking recv, otherwise through
+// the poller. It returns os.ErrDeadlineExceeded when none came,
+// net.ErrClosed after shutdown, and unix.ECONNREFUSED when an ICMP error
+// said the client's port is gone.
+func (s *sock) read(b []byte, timeout time.Duration, deadline time.Time, alone bool) (int, error) {
+	if !alone {
+		return s.pollRead(b, deadline)
+	}
 	timeout = max(timeout, time.Millisecond)
 	if timeout != s.timeo {
 		tv := unix.NsecToTimeval(timeout.Nanoseconds())
@@ -123,16 +189,100 @@ func (s *sock) read(b []byte, timeout time.Duration) (int, error) {
 			continue
 		case err == unix.EAGAIN:
 			return 0, os.ErrDeadlineExceeded
-		case err != nil:
-			if s.isDown() {
-				return 0, net.ErrClosed
-			}
-			return 0, err
-		case n == 0 && s.isDown():
+		}
+		return s.readResult(n, err)
+	}
+}
+
+func (s *sock) readResult(n int, err error) (int, error) {
+	switch {
+	case err != nil:
+		if s.isDown() {
 			return 0, net.ErrClosed
 		}
-		return n, nil
+		return 0, err
+	case n == 0 && s.isDown():
+		return 0, net.ErrClosed
 	}
+	return n, nil
+}
+
+// pollRead tries a non-blocking recv, and parks in the poller when no
+// datagram is there.
+func (s *sock) pollRead(b []byte, deadline time.Time) (int, error) {
+	n, err := recvDontwait(s.fd, b)
+	if err != unix.EAGAIN || s.isDown() {
+		return s.readResult(n, err)
+	}
+	if s.rc == nil {
+		if err := s.register(); err != nil {
+			return 0, err
+		}
+	}
+	if !deadline.Equal(s.deadline) {
+		if err := s.file.SetReadDeadline(deadline); err != nil {
+			return 0, err
+		}
+		s.deadline = deadline
+	}
+	rerr := s.rc.Read(func(fd uintptr) bool {
+		n, err = recvDontwait(int(fd), b)
+		// A non-blocking recv on a UDP socket that was shut down still
+		// says EAGAIN (only a blocking one returns 0): the wake-up that
+		// shutdown sends the poller must end the wait here.
+		return err != unix.EAGAIN || s.isDown()
+	})
+	if rerr != nil {
+		if s.isDown() {
+			return 0, net.ErrClosed
+		}
+		return 0, rerr // os.ErrDeadlineExceeded, or the file was closed
+	}
+	return s.readResult(n, err)
+}
+
+func recvDontwait(fd int, b []byte) (int, error) {
+	for {
+		var p unsafe.Pointer
+		if len(b) > 0 {
+			p = unsafe.Pointer(&b[0])
+		}
+		r, _, e := unix.RawSyscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(p), uintptr(len(b)), unix.MSG_DONTWAIT, 0, 0)
+		switch e {
+		case 0:
+			return int(r), nil
+		case unix.EINTR:
+			continue
+		}
+		return 0, e
+	}
+}
+
+// register hands the descriptor to the poller: os.NewFile registers a
+// non-blocking descriptor, which is then put back in blocking mode for the
+// blocking reads (the poller only needs readiness events; its reads and
+// writes here use MSG_DONTWAIT).
+func (s *sock) register() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || s.down {
+		return net.ErrClosed
+	}
+	if err := unix.SetNonblock(s.fd, true); err != nil {
+		return fmt.Errorf("register with poller: %w", err)
+	}
+	f := os.NewFile(uintptr(s.fd), "tftp-transfer")
+	rc, err := f.SyscallConn()
+	if err == nil {
+		err = unix.SetNonblock(s.fd, false)
+	}
+	if err != nil {
+		// f owns the descriptor now; close releases it.
+		s.file = f
+		return fmt.Errorf("register with poller: %w", err)
+	}
+	s.file, s.rc = f, rc
+	return nil
 }
 
 // pathBlockLimit is the largest block that fits the path MTU of the
@@ -152,8 +302,9 @@ func (s *sock) isDown() bool {
 	return s.down
 }
 
-// shutdown wakes a blocked read and makes later reads and writes fail
-// with net.ErrClosed. It is safe to call concurrently with read and close.
+// shutdown wakes a waiting read (a blocking recv returns 0, the poller
+// sees the socket readable) and makes later reads and writes fail with
+// net.ErrClosed. It is safe to call concurrently with read and close.
 func (s *sock) shutdown() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -168,8 +319,13 @@ func (s *sock) shutdown() {
 func (s *sock) close() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.closed {
-		s.closed = true
+	if s.closed {
+		return
+	}
+	s.closed = true
+	if s.file != nil {
+		s.file.Close()
+	} else {
 		unix.Close(s.fd)
 	}
 }

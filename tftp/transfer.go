@@ -11,6 +11,8 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -112,8 +114,11 @@ func (s *Server) transfer(ctx context.Context, req request, freq model.FileReque
 		rto = min(rto, ct)
 		ceiling = max(ceiling, 2*ct+rto)
 	}
+	b := bufPool.Get().(*buffers)
+	defer bufPool.Put(b)
 	snd := &sender{
 		conn:    conn,
+		active:  &s.active,
 		r:       r,
 		size:    size,
 		blk:     p.blockSize,
@@ -121,9 +126,9 @@ func (s *Server) transfer(ctx context.Context, req request, freq model.FileReque
 		rto:     rto,
 		ceiling: ceiling,
 		retries: s.cfg.Retries,
-		pkt:     make([]byte, 4+p.blockSize),
-		cache:   make([]byte, p.blockSize*max(1, 65536/p.blockSize)),
-		in:      make([]byte, 1024),
+		cache:   b.cache[:p.blockSize*max(1, len(b.cache)/p.blockSize)],
+		in:      b.in[:],
+		b:       b,
 	}
 	if len(p.acked) > 0 {
 		err = snd.oack(appendOACK(nil, p, size))
@@ -156,6 +161,7 @@ func (s *Server) transfer(ctx context.Context, req request, freq model.FileReque
 // sending restarts at k+1. W=1 is RFC 1350 lock-step.
 type sender struct {
 	conn    *sock
+	active  *atomic.Int64 // transfers under way, this one included
 	r       io.ReaderAt
 	size    int64
 	blk     int
@@ -163,16 +169,36 @@ type sender struct {
 	rto     time.Duration // first retransmission timeout
 	ceiling time.Duration // backoff limit
 	retries int
-	pkt     []byte // DATA packet buffer, 4+blk bytes
 	// cache holds file bytes [cacheOff, cacheOff+cacheLen), a whole
-	// number of blocks (about 64 KiB) read ahead.
+	// number of blocks (about 64 KiB) read ahead. Queued DATA packets
+	// point into it until flush.
 	cache    []byte
 	cacheOff int64
 	cacheLen int
-	in       []byte // receive buffer
-	sent     int64  // distinct file bytes sent (retransmissions not counted)
-	high     int64  // highest block sent so far
+	in       []byte   // receive buffer
+	b        *buffers // cache, in and the send batch
+	queued   int      // packets in the batch
+	sent     int64    // distinct file bytes sent (retransmissions not counted)
+	high     int64    // highest block sent so far
+	qSent    int64    // sent and high once the batch is flushed
+	qHigh    int64
 }
+
+// batchMax is the most DATA packets sent with one sendmmsg.
+const batchMax = 64
+
+// buffers are a transfer's working memory, reused through bufPool: many
+// short transfers (firmware fetching a boot program and a few small
+// files) would otherwise allocate and zero 64 KiB each.
+type buffers struct {
+	cache [65536]byte
+	in    [1024]byte
+	hdr   [batchMax][4]byte
+	iov   [2 * batchMax]unix.Iovec
+	msgs  [batchMax]unix.Mmsghdr
+}
+
+var bufPool = sync.Pool{New: func() any { return new(buffers) }}
 
 // backoffFloor is the least ceiling of the retransmission backoff.
 const backoffFloor = 6 * time.Second
@@ -228,7 +254,7 @@ func (s *sender) write(pkt []byte) error {
 // socket error ends the transfer. wait stays the same for a whole window
 // so that the socket timeout is set once per window, not per packet.
 func (s *sender) recv(wait time.Duration, deadline time.Time) (block uint16, isAck bool, err error) {
-	n, err := s.conn.read(s.in, wait)
+	n, err := s.conn.read(s.in, wait, deadline, s.active.Load() <= 1)
 	if err == nil && time.Now().After(deadline) {
 		err = os.ErrDeadlineExceeded
 	}
@@ -248,34 +274,68 @@ func (s *sender) recv(wait time.Duration, deadline time.Time) (block uint16, isA
 	return block, ok, nil
 }
 
-// send sends block i (1-based).
-func (s *sender) send(i int64) error {
+// queue adds block i (1-based) to the batch of DATA packets, which is
+// sent when it is full, when the read-ahead cache must be refilled (the
+// queued packets point into it) and by flush.
+func (s *sender) queue(i int64) error {
 	off := (i - 1) * int64(s.blk)
 	n := int(min(int64(s.blk), s.size-off))
-	binary.BigEndian.PutUint16(s.pkt[0:2], opDATA)
-	binary.BigEndian.PutUint16(s.pkt[2:4], uint16(i))
-	if n > 0 {
-		if off < s.cacheOff || off+int64(n) > s.cacheOff+int64(s.cacheLen) {
-			// Read ahead: one pread fills about 64 KiB of blocks, where a
-			// read per block would cost a system call per packet.
-			want := int(min(int64(len(s.cache)), s.size-off))
-			m, err := s.r.ReadAt(s.cache[:want], off)
-			if m < n {
-				s.cacheLen = 0
-				return fmt.Errorf("read block %d at %d: %d of %d bytes: %w", i, off, m, n, err)
-			}
-			s.cacheOff, s.cacheLen = off, m
+	if n > 0 && (off < s.cacheOff || off+int64(n) > s.cacheOff+int64(s.cacheLen)) {
+		if err := s.flush(); err != nil {
+			return err
 		}
-		copy(s.pkt[4:4+n], s.cache[off-s.cacheOff:])
+		// Read ahead: one pread fills about 64 KiB of blocks, where a
+		// read per block would cost a system call per packet.
+		want := int(min(int64(len(s.cache)), s.size-off))
+		m, err := s.r.ReadAt(s.cache[:want], off)
+		if m < n {
+			s.cacheLen = 0
+			return fmt.Errorf("read block %d at %d: %d of %d bytes: %w", i, off, m, n, err)
+		}
+		s.cacheOff, s.cacheLen = off, m
 	}
-	if err := s.write(s.pkt[:4+n]); err != nil {
-		return fmt.Errorf("send block %d: %w", i, err)
+	k := s.queued
+	h := &s.b.hdr[k]
+	binary.BigEndian.PutUint16(h[0:2], opDATA)
+	binary.BigEndian.PutUint16(h[2:4], uint16(i))
+	iov := s.b.iov[2*k : 2*k+2]
+	iov[0].Base = &h[0]
+	iov[0].SetLen(4)
+	iovlen := 1
+	if n > 0 {
+		iov[1].Base = &s.cache[off-s.cacheOff]
+		iov[1].SetLen(n)
+		iovlen = 2
 	}
-	if i > s.high {
-		s.high = i
-		s.sent += int64(n)
+	m := &s.b.msgs[k]
+	*m = unix.Mmsghdr{}
+	m.Hdr.Iov = &iov[0]
+	m.Hdr.SetIovlen(iovlen)
+	s.queued++
+	if i > s.qHigh {
+		s.qHigh = i
+		s.qSent += int64(n)
+	}
+	if s.queued == batchMax {
+		return s.flush()
 	}
 	return nil
+}
+
+// flush sends the queued DATA packets.
+func (s *sender) flush() error {
+	if s.queued == 0 {
+		return nil
+	}
+	err := s.conn.writeBatch(s.b.msgs[:s.queued])
+	s.queued = 0
+	if err == nil || !(errors.Is(err, unix.ECONNREFUSED) || errors.Is(err, net.ErrClosed)) {
+		// As in write: a packet the local stack refused counts as lost.
+		s.sent, s.high = s.qSent, s.qHigh
+		return nil
+	}
+	s.qSent, s.qHigh = s.sent, s.high
+	return fmt.Errorf("send blocks to %d: %w: %w", s.qHigh, ErrAborted, err)
 }
 
 // run sends every block and returns when the last one is acknowledged.
@@ -292,9 +352,12 @@ func (s *sender) run() error {
 	for {
 		end := min(base+int64(s.ws)-1, last)
 		for i := base; i <= end; i++ {
-			if err := s.send(i); err != nil {
+			if err := s.queue(i); err != nil {
 				return err
 			}
+		}
+		if err := s.flush(); err != nil {
+			return err
 		}
 		// Backoff on consecutive timeouts: three quick retransmissions
 		// (rto, 2rto, 4rto) recover a lost tail of a window; after that

@@ -1,7 +1,7 @@
 // Command tftp-bench-server serves a directory over ironcast's tftp
 // package for test/bench/tftp/run.sh, or writes the benchmark's files.
 //
-//	tftp-bench-server -root DIR -addr 127.0.0.1:16901
+//	tftp-bench-server -root DIR -addr 127.0.0.1:16901 [-cpuprofile FILE]
 //	tftp-bench-server -gen FILE -size BYTES -seed N
 package main
 
@@ -13,6 +13,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/ironcast/ironcast/bootfs"
@@ -33,6 +34,7 @@ func run() error {
 	gen := flag.String("gen", "", "write a file of -size pseudo-random bytes from -seed and exit")
 	size := flag.Int64("size", 1<<20, "size for -gen")
 	seed := flag.Uint64("seed", 1, "seed for -gen")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the serving process to this file (pprof)")
 	flag.Parse()
 	if *gen != "" {
 		return generate(*gen, *size, *seed)
@@ -45,6 +47,17 @@ func run() error {
 	srv, err := tftp.Listen(tftp.Config{Addr: *addr, Source: src, MaxTransfers: *maxT})
 	if err != nil {
 		return err
+	}
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
