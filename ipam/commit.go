@@ -90,8 +90,19 @@ func (a *Allocator) write(ls ...*lease) *commit {
 // and exits when the queue is empty. A store that groups concurrent
 // writes into one transaction (store/bolt's Batch) turns each round into
 // one fsync.
+//
+// Rounds start at most once per CommitInterval: the writer sleeps out
+// the rest of the interval before it takes the queue, so that under load
+// each commit carries more leases (wall-clock time, not cfg.Now, which
+// tests stop).
 func (a *Allocator) flush() {
 	for {
+		a.wmu.Lock()
+		wait := time.Until(a.lastRound.Add(a.cfg.CommitInterval))
+		a.wmu.Unlock()
+		if wait > 0 {
+			time.Sleep(wait)
+		}
 		a.wmu.Lock()
 		batch := a.pending
 		a.pending = nil
@@ -100,6 +111,7 @@ func (a *Allocator) flush() {
 			a.wmu.Unlock()
 			return
 		}
+		a.lastRound = time.Now()
 		a.wmu.Unlock()
 		a.writeBatch(batch)
 	}
@@ -163,6 +175,7 @@ func (a *Allocator) writeBatch(batch []*commit) {
 
 	a.mu.Lock()
 	a.rounds++
+	a.writes += uint64(len(snaps))
 	for _, s := range snaps {
 		l := s.l
 		if s.err == nil {

@@ -20,6 +20,12 @@ func (a *Allocator) Run(ctx context.Context) error {
 	go a.watchLeases(ctx)
 	t := time.NewTicker(a.cfg.SweepInterval)
 	defer t.Stop()
+	defer func() {
+		a.mu.Lock()
+		rounds, writes := a.rounds, a.writes
+		a.mu.Unlock()
+		a.log.Info("ipam stopped", "writer_rounds", rounds, "lease_writes", writes)
+	}()
 	for ctx.Err() == nil {
 		sw, err1 := a.st.Watch(ctx, model.KindSubnets)
 		rw, err2 := a.st.Watch(ctx, model.KindReservations)
