@@ -102,7 +102,7 @@ func (h *handler) handle(ctx context.Context, b []byte, in inbound) (*result, er
 	if len(b) > maxPacket {
 		return nil, drop(dropOversized, "%d bytes", len(b))
 	}
-	req, err := dhcpv4.FromBytes(b)
+	req, err := parse(b)
 	if err != nil {
 		return nil, drop(dropMalformed, "parse: %w", err)
 	}
@@ -325,7 +325,7 @@ func (h *handler) offerOrAck(ctx context.Context, req *dhcpv4.DHCPv4, typ dhcpv4
 	if v, ok := req.Options[optClientUUID]; ok && proxy {
 		r.Options[optClientUUID] = v // PXE spec: proxyDHCP echoes the client GUID
 	}
-	res := &result{data: r.ToBytes(), dst: replyDest(req, r, in), commit: d.Commit, typ: typ, mac: lr.MAC}
+	res := &result{data: encode(r), dst: replyDest(req, r, in), commit: d.Commit, typ: typ, mac: lr.MAC}
 	if d.Probe && typ == dhcpv4.MessageTypeOffer && d.Addr.IsValid() {
 		res.probe = d.Addr
 	}
@@ -467,7 +467,7 @@ func (h *handler) pxeBootServer(ctx context.Context, req *dhcpv4.DHCPv4, typ dhc
 	if v, ok := req.Options[optClientUUID]; ok {
 		r.Options[optClientUUID] = v
 	}
-	return &result{data: r.ToBytes(), dst: in.src, typ: dhcpv4.MessageTypeAck}, nil
+	return &result{data: encode(r), dst: in.src, typ: dhcpv4.MessageTypeAck}, nil
 }
 
 func (h *handler) nak(req *dhcpv4.DHCPv4, d Decision, lr *LeaseRequest, in inbound) (*result, error) {
@@ -481,7 +481,7 @@ func (h *handler) nak(req *dhcpv4.DHCPv4, d Decision, lr *LeaseRequest, in inbou
 		r.SetBroadcast()
 	}
 	ev := h.event("dhcp.nak", lr.Requested, lr, map[string]any{"reason": d.Reason})
-	return &result{data: r.ToBytes(), dst: replyDest(req, r, in), ev: ev, typ: dhcpv4.MessageTypeNak}, nil
+	return &result{data: encode(r), dst: replyDest(req, r, in), ev: ev, typ: dhcpv4.MessageTypeNak}, nil
 }
 
 var broadcast = netip.AddrPortFrom(netip.AddrFrom4([4]byte{255, 255, 255, 255}), clientPort)

@@ -18,6 +18,11 @@ import (
 type metrics struct {
 	receivedVec, sentVec, droppedVec *prometheus.CounterVec
 	latency                          prometheus.Histogram
+	// recv and sent hold the counters of each message type and drops
+	// those of each reason, resolved once: WithLabelValues hashes and
+	// locks on every call, which showed in the per-packet profile.
+	recv, sentBy [256]prometheus.Counter
+	drops        map[string]prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -39,6 +44,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help:    "Time to handle one DHCP request, store write included.",
 			Buckets: prometheus.ExponentialBuckets(10e-6, 2.5, 12),
 		}),
+	}
+	for t := range 256 {
+		m.recv[t] = m.receivedVec.WithLabelValues(typeLabel(dhcpv4.MessageType(t)))
+		m.sentBy[t] = m.sentVec.WithLabelValues(typeLabel(dhcpv4.MessageType(t)))
+	}
+	m.drops = map[string]prometheus.Counter{}
+	for _, r := range []string{dropMalformed, dropOversized, dropWrongOp, dropWrongType, dropContradictory, dropNoSubnet,
+		dropNotReserved, dropExhausted, dropNotOurs, dropNotPXE, dropLeaseError, dropQueueFull, dropPanic, dropSendError, dropInUse} {
+		m.drops[r] = m.droppedVec.WithLabelValues(r)
 	}
 	if reg == nil {
 		return m, nil
@@ -76,6 +90,13 @@ func typeLabel(t dhcpv4.MessageType) string {
 	return "other"
 }
 
-func (m *metrics) received(t dhcpv4.MessageType) { m.receivedVec.WithLabelValues(typeLabel(t)).Inc() }
-func (m *metrics) sent(t dhcpv4.MessageType)     { m.sentVec.WithLabelValues(typeLabel(t)).Inc() }
-func (m *metrics) dropped(reason string)         { m.droppedVec.WithLabelValues(reason).Inc() }
+func (m *metrics) received(t dhcpv4.MessageType) { m.recv[t].Inc() }
+func (m *metrics) sent(t dhcpv4.MessageType)     { m.sentBy[t].Inc() }
+
+func (m *metrics) dropped(reason string) {
+	if c, ok := m.drops[reason]; ok {
+		c.Inc()
+		return
+	}
+	m.droppedVec.WithLabelValues(reason).Inc()
+}

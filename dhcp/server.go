@@ -340,22 +340,47 @@ func (s *Server) Serve(ctx context.Context) error {
 
 // read moves packets from one socket to the work queue; a full queue
 // drops the packet rather than growing without bound.
+// Packets are read up to readBatch at a time (recvmmsg).
 func (s *Server) read(ctx context.Context, c *conn) error {
+	rc, err := c.uc.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("dhcp read %s port %d: %w", c.link.name, c.port, err)
+	}
+	br := newBatchReader(rc)
+	var (
+		bps   [readBatch]*[]byte
+		bufs  [readBatch][]byte
+		sizes [readBatch]int
+		srcs  [readBatch]netip.AddrPort
+	)
+	defer func() {
+		for _, bp := range bps {
+			if bp != nil {
+				s.pool.Put(bp)
+			}
+		}
+	}()
 	for {
-		bp := s.pool.Get().(*[]byte)
-		n, src, err := c.uc.ReadFromUDPAddrPort(*bp)
+		for i := range bps {
+			if bps[i] == nil {
+				bps[i] = s.pool.Get().(*[]byte)
+				bufs[i] = *bps[i]
+			}
+		}
+		n, err := br.read(bufs[:], sizes[:], srcs[:])
 		if err != nil {
-			s.pool.Put(bp)
 			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return nil
 			}
 			return fmt.Errorf("dhcp read %s port %d: %w", c.link.name, c.port, err)
 		}
-		select {
-		case s.queue <- packet{buf: bp, n: n, c: c, src: src}:
-		default:
-			s.pool.Put(bp)
-			s.m.dropped(dropQueueFull)
+		for i := range n {
+			select {
+			case s.queue <- packet{buf: bps[i], n: sizes[i], c: c, src: srcs[i]}:
+				bps[i] = nil // the worker returns it to the pool
+			default:
+				s.m.dropped(dropQueueFull)
+			}
 		}
 	}
 }
