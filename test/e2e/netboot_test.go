@@ -110,7 +110,13 @@ func lifecycle(t *testing.T, env *harness.Env, vm *harness.VM, wantMem int64, di
 	if !wiped {
 		t.Fatalf("%s: the machine reported wiped but the first or last MiB of %s is not zeros\n%s", vm.Name, vm.Disk, vm.SerialTail(30))
 	}
-	return env.PhasesOf(vm, disc, prov, wipe)
+	// Back in the pool: the machine boots discovery again, registers itself
+	// with its own token and waits for its next provisioning.
+	back, err := env.Rediscover(ctx, vm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return env.PhasesOf(vm, disc, prov, wipe, back)
 }
 
 // checkDiscovered asserts the machine record and lease after discovery.

@@ -480,7 +480,30 @@ func (e *Env) Release(ctx context.Context, vm *VM) (*Boot, error) {
 	arch := vm.Firmware.Arch()
 	err := e.netboot(ctx, vm, &c, b, "discovery/"+arch+"/vmlinuz", "discovery/"+arch+"/initrd.img",
 		transition(model.StateReady))
+	vm.released = c
 	return b, err
+}
+
+// Rediscover follows a released machine back into the pool: once wiped
+// and ready it boots discovery again and registers itself with its own
+// machine token (the discovery script of a known machine carries that,
+// not a registration token), then waits for its next instructions. It
+// returns when the register transition and the waiting line are seen
+// after Release. Done is the moment the machine waits again.
+func (e *Env) Rediscover(ctx context.Context, vm *VM) (*Boot, error) {
+	c := vm.released
+	b := &Boot{BootEnv: "discovery", Start: time.Now()}
+	uuid := e.uuidOf(vm)
+	if _, err := e.awaitEvent(ctx, vm, &c, "register again after the wipe", func(ev model.Event) bool {
+		return ev.Type == "transition" && attr(ev, "event") == model.EventRegister && ev.Key == uuid
+	}); err != nil {
+		return b, err
+	}
+	if _, err := e.awaitSerial(ctx, vm, &c, "wait for instructions after registering again", pollingRe); err != nil {
+		return b, err
+	}
+	b.Done = time.Now()
+	return b, nil
 }
 
 // cleanText cleans every line of a console capture.

@@ -17,8 +17,9 @@ type Phases struct {
 	// initrd served; initrd → registered and ready.
 	DHCP, BootProgram, KernelInitrd, Registration time.Duration
 	// Provisioning is the provision action → running; Wipe the release
-	// action → wiped and ready.
-	Provisioning, Wipe time.Duration
+	// action → wiped and ready; Back wiped → booted discovery again,
+	// registered and waiting for instructions.
+	Provisioning, Wipe, Back time.Duration
 }
 
 func since(a, b time.Time) time.Duration {
@@ -29,8 +30,8 @@ func since(a, b time.Time) time.Duration {
 }
 
 // PhasesOf computes the table row of a machine from its boots (any may be
-// nil).
-func (e *Env) PhasesOf(vm *VM, discovery, provision, wipe *Boot) Phases {
+// nil); back is Rediscover's.
+func (e *Env) PhasesOf(vm *VM, discovery, provision, wipe, back *Boot) Phases {
 	p := Phases{Machine: vm.Name, Firmware: vm.Firmware, Accel: e.accelName(vm.Firmware)}
 	if b := discovery; b != nil {
 		p.DHCP = since(b.Start, b.Ack)
@@ -43,6 +44,9 @@ func (e *Env) PhasesOf(vm *VM, discovery, provision, wipe *Boot) Phases {
 	}
 	if wipe != nil {
 		p.Wipe = since(wipe.Start, wipe.Done)
+		if back != nil {
+			p.Back = since(wipe.Done, back.Done)
+		}
 	}
 	return p
 }
@@ -50,8 +54,8 @@ func (e *Env) PhasesOf(vm *VM, discovery, provision, wipe *Boot) Phases {
 // FormatPhases prints rows as a fixed-width table, in seconds.
 func FormatPhases(rows []Phases) string {
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "%-10s %-10s %-5s %8s %13s %14s %13s %13s %8s\n",
-		"machine", "firmware", "accel", "DHCP", "boot program", "kernel+initrd", "registration", "provisioning", "wipe")
+	fmt.Fprintf(&sb, "%-10s %-10s %-5s %8s %13s %14s %13s %13s %8s %8s\n",
+		"machine", "firmware", "accel", "DHCP", "boot program", "kernel+initrd", "registration", "provisioning", "wipe", "back")
 	sec := func(d time.Duration) string {
 		if d == 0 {
 			return "-"
@@ -59,8 +63,8 @@ func FormatPhases(rows []Phases) string {
 		return fmt.Sprintf("%.1fs", d.Seconds())
 	}
 	for _, r := range rows {
-		fmt.Fprintf(&sb, "%-10s %-10s %-5s %8s %13s %14s %13s %13s %8s\n", r.Machine, r.Firmware, r.Accel,
-			sec(r.DHCP), sec(r.BootProgram), sec(r.KernelInitrd), sec(r.Registration), sec(r.Provisioning), sec(r.Wipe))
+		fmt.Fprintf(&sb, "%-10s %-10s %-5s %8s %13s %14s %13s %13s %8s %8s\n", r.Machine, r.Firmware, r.Accel,
+			sec(r.DHCP), sec(r.BootProgram), sec(r.KernelInitrd), sec(r.Registration), sec(r.Provisioning), sec(r.Wipe), sec(r.Back))
 	}
 	return sb.String()
 }

@@ -115,7 +115,7 @@ func Selftest(ctx context.Context, o SelftestOptions) (err error) {
 	logf("machine %s registered: %s", m.UUID, inventorySummary(m.Inventory))
 	fmt.Fprintf(o.Out, "\nboot timeline of machine %s (%s, MAC %s):\n", m.UUID, o.Firmware, vm.MAC)
 	fmt.Fprint(o.Out, env.formatEvents(vm, b.Start))
-	fmt.Fprintf(o.Out, "\n%s", FormatPhases([]Phases{env.PhasesOf(vm, b, nil, nil)}))
+	fmt.Fprintf(o.Out, "\n%s", FormatPhases([]Phases{env.PhasesOf(vm, b, nil, nil, nil)}))
 	return nil
 }
 

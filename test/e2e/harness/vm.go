@@ -90,6 +90,7 @@ type VM struct {
 
 	uuid        atomic.Pointer[string] // the machine record's, once known
 	provisioned atomic.Int64           // console offset where provisioning began
+	released    cursor                 // where Release saw the machine ready again
 	serial      *logFile
 	cmd         *exec.Cmd
 	monitor     string // HMP monitor socket
