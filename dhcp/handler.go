@@ -261,7 +261,8 @@ func newReply(req *dhcpv4.DHCPv4, typ dhcpv4.MessageType, sid netip.Addr) *dhcpv
 		ServerIPAddr:  net.IPv4zero,
 		GatewayIPAddr: req.GatewayIPAddr,
 		ClientHWAddr:  req.ClientHWAddr,
-		Options:       dhcpv4.Options{},
+		// Sized for a typical reply's options, so that it never grows.
+		Options: make(dhcpv4.Options, 16),
 	}
 	r.Options[dhcpv4.OptionDHCPMessageType.Code()] = []byte{byte(typ)}
 	if sid.IsValid() {

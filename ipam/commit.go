@@ -158,10 +158,13 @@ func (a *Allocator) writeBatch(batch []*commit) {
 		// Encoding here rather than in the goroutines keeps their stacks
 		// small: a fresh goroutine that grows its stack costs more than
 		// the encoding.
-		b, err := json.Marshal(&s.ml)
-		if err != nil {
-			s.err = fmt.Errorf("encode lease %s: %w", s.ml.Addr, err)
-			continue
+		b, ok := appendLeaseJSON(make([]byte, 0, 256), &s.ml)
+		if !ok {
+			var err error
+			if b, err = json.Marshal(&s.ml); err != nil {
+				s.err = fmt.Errorf("encode lease %s: %w", s.ml.Addr, err)
+				continue
+			}
 		}
 		wg.Add(1)
 		go func() {
