@@ -68,17 +68,48 @@ func (c *commit) wait(ctx context.Context) error {
 // carries this version (or a later one) satisfies the commit. a.mu is
 // held.
 func (a *Allocator) write(ls ...*lease) *commit {
+	return a.queue(false, ls)
+}
+
+// writeBehind queues ls like write for a change no reply waits for (an
+// offer): the writer may hold it back up to CommitInterval, so that the
+// REQUEST that usually follows within milliseconds shares its commit.
+// a.mu is held.
+func (a *Allocator) writeBehind(ls ...*lease) {
+	a.queue(true, ls)
+}
+
+// roundWrites is the number of queued writes that starts a round before
+// CommitInterval has passed: it bounds the ACKs that leave together at
+// the end of a round, a burst that a client or relay has to absorb.
+const roundWrites = 32
+
+func (a *Allocator) queue(behind bool, ls []*lease) *commit {
 	c := &commit{ls: ls}
 	for _, l := range ls {
 		l.ver++
 	}
 	a.wmu.Lock()
+	if len(a.pending) == 0 {
+		a.firstQueued = time.Now()
+	}
 	a.pending = append(a.pending, c)
+	if !behind {
+		a.waited++
+	}
 	start := !a.flushing
 	a.flushing = true
+	// Wake a writer that sleeps: at roundWrites, or for the first write
+	// someone waits on, which a queue of offers alone sleeps longer for.
+	wake := len(a.pending) == roundWrites || (!behind && a.waited == 1)
 	a.wmu.Unlock()
 	if start {
 		go a.flush()
+	} else if wake {
+		select {
+		case a.wake <- struct{}{}:
+		default:
+		}
 	}
 	return c
 }
@@ -89,23 +120,41 @@ func (a *Allocator) write(ls ...*lease) *commit {
 // starts over with what queued meanwhile. It runs while there is work
 // and exits when the queue is empty. A store that groups concurrent
 // writes into one transaction (store/bolt's Batch) turns each round into
-// one fsync.
+// one commit.
 //
-// Rounds start at most once per CommitInterval: the writer sleeps out
-// the rest of the interval before it takes the queue, so that under load
-// each commit carries more leases (wall-clock time, not cfg.Now, which
-// tests stop).
+// Rounds start at most once per CommitInterval, or earlier once
+// roundWrites writes are queued: the writer sleeps out the rest of the
+// interval before it takes the queue, so that under load each commit
+// carries more leases. A queue of write-behind changes alone (offers)
+// waits until its oldest is CommitInterval old. Times are wall-clock, not
+// cfg.Now, which tests stop.
 func (a *Allocator) flush() {
+	var t *time.Timer
 	for {
 		a.wmu.Lock()
 		wait := time.Until(a.lastRound.Add(a.cfg.CommitInterval))
-		a.wmu.Unlock()
-		if wait > 0 {
-			time.Sleep(wait)
+		if a.waited == 0 {
+			wait = max(wait, time.Until(a.firstQueued.Add(a.cfg.CommitInterval)))
 		}
-		a.wmu.Lock()
+		if len(a.pending) >= roundWrites {
+			wait = 0
+		}
+		if wait > 0 && len(a.pending) > 0 {
+			a.wmu.Unlock()
+			if t == nil {
+				t = time.NewTimer(wait)
+			} else {
+				t.Reset(wait)
+			}
+			select {
+			case <-t.C:
+			case <-a.wake:
+				t.Stop()
+			}
+			continue
+		}
 		batch := a.pending
-		a.pending = nil
+		a.pending, a.waited = nil, 0
 		if len(batch) == 0 {
 			a.flushing = false
 			a.wmu.Unlock()

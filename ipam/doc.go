@@ -42,8 +42,8 @@
 //     a restart no address is bound to two clients.
 //   - OFFER: write-behind. Discover updates memory, queues the write and
 //     the OFFER leaves at once, without waiting for the disk. The offer is
-//     normally on disk one writer round (a few milliseconds) later; a
-//     crash within that window loses it, and the address is then free
+//     normally on disk within one or two writer rounds (~15 ms); a crash
+//     within that window loses it, and the address is then free
 //     after the restart (the client's REQUEST is acked if it still is).
 //     An offer that reached the store is loaded by New: until its hold
 //     (OfferHold) ends the address stays held for that MAC and is offered
@@ -55,16 +55,20 @@
 //
 // A group-commit writer (one goroutine, alive while there is work) takes
 // every write queued so far, writes each lease once in its latest state
-// (an OFFER followed by its REQUEST within one round costs one write), in
-// one store transaction with one fsync where the store allows it, then
-// calls back and starts over with what queued meanwhile. Rounds start at
-// most once per Config.CommitInterval (10 ms by default): a commit costs
-// about the same CPU (two fsyncs with store/bolt) for one lease as for a
-// hundred, so under load more leases share each one. A round lasts about
-// the store's batch delay (store/bolt: MaxBatchDelay, 2 ms) plus the
-// commit; a lease waits at most about two intervals, so an ACK under load
-// leaves up to ~20 ms after its REQUEST, and a lone one after the batch
-// delay and the commit. Workers never wait for a disk.
+// (an OFFER followed by its REQUEST costs one write when both are queued
+// before the round starts), in one store transaction where the store
+// allows it (store/bolt's Batch: one commit, two fsyncs), then calls back
+// and starts over with what queued meanwhile. A commit costs about the
+// same CPU for one lease as for dozens, so rounds start at most once per
+// Config.CommitInterval (10 ms by default), or earlier once 32 writes are
+// queued (which bounds the burst of ACKs that leave together at the end
+// of a round); writes that no reply waits for (offers) alone wait until
+// the oldest is CommitInterval old, so that the REQUEST that follows an
+// OFFER shares its commit. A round itself lasts the store's batch delay
+// (store/bolt: MaxBatchDelay, 2 ms) plus the commit. An ACK therefore
+// leaves about 3-15 ms after its REQUEST, and a crash loses at most the
+// offers of the last ~15 ms.
+// Workers never wait for a disk.
 //
 // If a write fails, the lease in memory is put back to the state the
 // store holds (a lease never stored becomes free again), so memory never

@@ -34,8 +34,9 @@ type Config struct {
 	// fsyncs with store/bolt) costs about the same CPU for one lease as
 	// for a hundred, so under load a longer interval puts more leases in
 	// each commit, for less CPU per lease and up to one interval more
-	// latency per ACK. A write that arrives after a quiet interval starts
-	// a round at once. Negative means no minimum.
+	// latency per ACK. An ACK's write that arrives after a quiet interval
+	// starts a round at once; offers alone wait for one interval, so that
+	// their REQUEST shares the commit. Negative means no minimum.
 	CommitInterval time.Duration
 	// SweepInterval is how often Run marks ended leases expired (default
 	// 30 s).
@@ -64,8 +65,13 @@ type Allocator struct {
 	wmu      sync.Mutex
 	pending  []*commit
 	flushing bool
-	// lastRound is when the writer's last round started (CommitInterval).
-	lastRound time.Time
+	// lastRound is when the writer's last round started (CommitInterval),
+	// firstQueued when the oldest pending write was queued; waited counts
+	// the pending commits that someone waits on (not write-behind).
+	lastRound, firstQueued time.Time
+	waited                 int
+	// wake tells a sleeping writer that roundWrites writes are queued.
+	wake chan struct{}
 	// rounds counts the writer's completed rounds and writes the leases
 	// they wrote; guarded by mu.
 	rounds, writes uint64
@@ -128,7 +134,7 @@ func New(ctx context.Context, cfg Config) (*Allocator, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	a := &Allocator{cfg: cfg, st: cfg.Store, log: cfg.Logger, leases: map[netip.Addr]*lease{}}
+	a := &Allocator{cfg: cfg, st: cfg.Store, log: cfg.Logger, leases: map[netip.Addr]*lease{}, wake: make(chan struct{}, 1)}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
 	}
@@ -411,7 +417,7 @@ func (a *Allocator) Discover(ctx context.Context, req *dhcp.LeaseRequest) (dhcp.
 	if changed {
 		// Write-behind: the OFFER does not wait for the store. A REQUEST
 		// that follows within the writer's round is written over it, once.
-		a.write(l)
+		a.writeBehind(l)
 	}
 	return d, nil
 }
@@ -483,7 +489,7 @@ func (a *Allocator) Request(ctx context.Context, req *dhcp.LeaseRequest) (dhcp.D
 		// The client took another server's offer: free ours at once.
 		if l := ss.byMAC[req.MAC]; l != nil && l.state == model.LeaseOffered && l.mac == req.MAC && now.Before(l.expire) {
 			l.expire = now
-			a.write(l) // write-behind, as the offer was
+			a.writeBehind(l) // as the offer was
 		}
 		a.mu.Unlock()
 		return dhcp.Decision{}, fmt.Errorf("%s chose server %s: %w", req.MAC, req.ServerID, dhcp.ErrNotOurs)
@@ -604,7 +610,7 @@ func (a *Allocator) Conflict(ctx context.Context, addr netip.Addr, mac string) e
 		delete(l.sub.byMAC, l.mac)
 	}
 	l.mac, l.state, l.expire = "", model.LeaseDeclined, now.Add(a.cfg.DeclineHold)
-	a.write(l) // shown by `ironcast leases list`; no reply waits for it
+	a.writeBehind(l) // shown by `ironcast leases list`; no reply waits for it
 	a.mu.Unlock()
 	a.log.Warn("address in use by an unknown host (answers ping), set aside", "addr", addr, "until", now.Add(a.cfg.DeclineHold))
 	return nil

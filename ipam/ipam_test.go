@@ -649,3 +649,40 @@ func TestLapsedOfferIsFreeAfterRestart(t *testing.T) {
 		return l.State == model.LeaseOffered && l.Token == "52:54:00:00:00:02"
 	})
 }
+
+// countingStore counts lease writes.
+type countingStore struct {
+	store.Store
+	puts atomic.Int64
+}
+
+func (c *countingStore) Put(ctx context.Context, kind, key string, value []byte, want int64, idx map[string][]string) (int64, error) {
+	if kind == model.KindLeases {
+		c.puts.Add(1)
+	}
+	return c.Store.Put(ctx, kind, key, value, want, idx)
+}
+
+// TestOfferAndAckShareOneWrite: an offer is written behind and held back
+// for up to CommitInterval (here an hour), so the REQUEST that follows is
+// written over it in the same round: one lease write for the DORA, and
+// the ACK does not wait for the offer's interval.
+func TestOfferAndAckShareOneWrite(t *testing.T) {
+	ctx := context.Background()
+	st := &countingStore{Store: openStore(t, filepath.Join(t.TempDir(), "ironcast.db"))}
+	if err := store.Create(ctx, st, testSubnet()); err != nil {
+		t.Fatal(err)
+	}
+	a, err := ipam.New(ctx, ipam.Config{Store: st, CommitInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{st: st, a: a}
+	addr := e.dora(t, "52:54:00:00:00:01")
+	if got := st.puts.Load(); got != 1 {
+		t.Fatalf("%d lease writes for one DORA, want 1", got)
+	}
+	if l := e.stored(t, addr.String()); l.State != model.LeaseBound {
+		t.Fatalf("stored %+v, want bound", l)
+	}
+}
