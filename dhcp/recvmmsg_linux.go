@@ -79,7 +79,7 @@ func (r *batchReader) read(bufs [][]byte, sizes []int, srcs []netip.AddrPort) (i
 		return 0, fmt.Errorf("recvmmsg: %w", serr)
 	}
 	for i := range n {
-		sizes[i] = int(r.msgs[i].n)
+		sizes[i] = min(int(r.msgs[i].n), len(bufs[i]))
 		sa := &r.names[i]
 		port := binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(&sa.Port))[:])
 		srcs[i] = netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), port)
