@@ -215,6 +215,7 @@ done
 # atftpd (throughput: higher is better; CPU per MiB: lower is better).
 echo
 echo "TFTP benchmark: $REPS repetition(s), medians; server on CPU0, atftp client(s) on CPU1; 1M cases fetch ${SMALL_COUNT}x 1 MiB, conc = $CONC clients x 1 MiB at blksize 1468"
+echo "conc runs every server the same way ($CONC atftp processes at once on CPU1); its MiB/s is bound by that client core, so compare its ms/MiB (server CPU per MiB)"
 awk -v order="${CASES[*]}" '
 function median(list,   a, n, i, j, t) {
 	n = split(list, a, " ")
