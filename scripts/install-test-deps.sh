@@ -9,7 +9,7 @@ PKGS=(
   iproute2 iptables busybox udhcpc isc-dhcp-client isc-dhcp-relay curl
   tftp-hpa atftp dnsmasq-base kea-admin kea-dhcp4-server nginx wrk
   qemu-system-x86 qemu-system-arm qemu-utils ipxe-qemu ipxe ovmf qemu-efi-aarch64
-  xorriso cpio zstd chromium
+  xorriso cpio zstd chromium bc
 )
 
 missing=()
