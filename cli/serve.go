@@ -68,6 +68,7 @@ certificate there, creates the admin user with a random password written to a
 	f.IntVar(&cfg.APIPort, "api-port", 8092, "HTTPS API port")
 	f.IntVar(&cfg.HTTPPort, "http-port", 8091, "plain HTTP boot port")
 	f.IntVar(&cfg.TFTPPort, "tftp-port", 69, "TFTP port")
+	f.IntVar(&cfg.TFTPMaxTransfers, "tftp-max-transfers", 256, "concurrent TFTP transfers per address; more are refused with an error packet and a warning")
 	f.StringVar(&cfg.TLSCert, "tls-cert", "", "PEM certificate for the API (default: self-signed, generated into --data-dir)")
 	f.StringVar(&cfg.TLSKey, "tls-key", "", "PEM private key for --tls-cert")
 	f.StringArrayVar(&cfg.DHCPInterfaces, "dhcp-interface", nil, "serve DHCP and proxyDHCP on this interface (repeatable; none = DHCP off)")

@@ -32,6 +32,10 @@ type Config struct {
 	HTTPPort int
 	// TFTPPort is the TFTP port (default 69).
 	TFTPPort int
+	// TFTPMaxTransfers caps concurrent TFTP transfers per listening
+	// address; requests beyond it get an error packet and a warning is
+	// logged. 0 means tftp's default (256).
+	TFTPMaxTransfers int
 	// TLSCert and TLSKey are PEM files; when empty a self-signed pair is
 	// generated into DataDir on first start.
 	TLSCert, TLSKey string
@@ -107,6 +111,9 @@ func (c *Config) Validate() error {
 	}
 	if c.APIPort == c.HTTPPort {
 		errs = append(errs, fmt.Errorf("--api-port and --http-port are both %d", c.APIPort))
+	}
+	if c.TFTPMaxTransfers < 0 {
+		errs = append(errs, fmt.Errorf("--tftp-max-transfers %d is negative", c.TFTPMaxTransfers))
 	}
 	if c.ReclaimInterval < 0 {
 		errs = append(errs, fmt.Errorf("--reclaim-interval %s is negative", c.ReclaimInterval))

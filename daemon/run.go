@@ -169,7 +169,7 @@ func Run(ctx context.Context, cfg Config) error {
 	var tftpServers []*tftp.Server
 	for _, a := range tftpAddrs {
 		s, err := tftp.Listen(tftp.Config{
-			Addr: net.JoinHostPort(a, strconv.Itoa(cfg.TFTPPort)), Source: src,
+			Addr: net.JoinHostPort(a, strconv.Itoa(cfg.TFTPPort)), Source: src, MaxTransfers: cfg.TFTPMaxTransfers,
 			Logger: log.With("component", "tftp"), Registerer: prometheus.WrapRegistererWith(prometheus.Labels{"listen": a}, reg),
 			OnTransfer: func(req model.FileRequest, n int64, d time.Duration, err error) {
 				status := 200

@@ -1,0 +1,86 @@
+package daemon
+
+import (
+	"context"
+	"encoding/binary"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/ironcast/ironcast/clientcfg"
+)
+
+// TestTFTPMaxTransfers runs Run with TFTP on 127.0.0.1 and a cap of one
+// transfer: while a first client holds its transfer open (it never
+// acknowledges block 1), a second client's request is refused with a
+// TFTP error packet.
+func TestTFTPMaxTransfers(t *testing.T) {
+	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
+	udp, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tftpPort := udp.LocalAddr().(*net.UDPAddr).Port
+	udp.Close()
+	cfg := Config{DataDir: t.TempDir(), ListenAddr: "127.0.0.1", APIPort: freePort(t), HTTPPort: freePort(t),
+		TFTPAddrs: []string{"127.0.0.1"}, TFTPPort: tftpPort, TFTPMaxTransfers: 1,
+		BootProgramDirs: []string{t.TempDir()}}
+	if err := os.MkdirAll(filepath.Join(cfg.DataDir, "boot"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(cfg.DataDir, "boot", "big.bin"), make([]byte, 64<<10), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, cfg) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	for i := 0; ; i++ {
+		if _, err := clientcfg.Read(); err == nil {
+			break
+		}
+		if i == 600 {
+			t.Fatal("Run did not become ready")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	server := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: tftpPort}
+	rrq := append([]byte{0, 1}, "big.bin\x00octet\x00"...)
+	request := func() (opcode uint16, pkt []byte) {
+		t.Helper()
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		if _, err := c.WriteToUDP(rrq, server); err != nil {
+			t.Fatal(err)
+		}
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		buf := make([]byte, 1024)
+		n, _, err := c.ReadFromUDP(buf)
+		if err != nil {
+			t.Fatalf("no answer to RRQ from %s: %v", c.LocalAddr(), err)
+		}
+		return binary.BigEndian.Uint16(buf), buf[:n]
+	}
+	if op, pkt := request(); op != 3 {
+		t.Fatalf("first request: opcode %d (%q), want DATA (3)", op, pkt)
+	}
+	// The first transfer waits for its ACK (retransmitting), so it is
+	// still under way.
+	op, pkt := request()
+	if op != 5 {
+		t.Fatalf("second request with --tftp-max-transfers 1: opcode %d (%q), want ERROR (5)", op, pkt)
+	}
+	t.Logf("refused: code %d %q (port %s)", binary.BigEndian.Uint16(pkt[2:]), pkt[4:len(pkt)-1], strconv.Itoa(tftpPort))
+}
