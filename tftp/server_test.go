@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -21,6 +22,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	pintftp "github.com/pin/tftp/v3"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sys/unix"
 
 	"github.com/ironcast/ironcast/bootfs"
 	"github.com/ironcast/ironcast/model"
@@ -720,4 +722,146 @@ func TestListenErrors(t *testing.T) {
 	if _, err := tftp.Listen(tftp.Config{Addr: "no such host:69", Source: src}); err == nil {
 		t.Error("Listen on a bad address succeeded")
 	}
+}
+
+// lockstepClient fetches name in RFC 1350 lock-step like a boot loader:
+// it acknowledges each block once (never a duplicate, so one ACK the
+// server drops stalls the transfer), and closes its port right after
+// acknowledging the last one (GRUB and PXE ROMs do not dally). late counts
+// DATA packets for blocks it had already acknowledged that the server sent
+// after the ACK: before each ACK it discards what is already queued (a
+// retransmission sent before the ACK reached the server is not late).
+func lockstepClient(server netip.AddrPort, name string) (data []byte, late int, err error) {
+	c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.MustParseAddrPort("127.0.0.1:0")))
+	if err != nil {
+		return nil, 0, err
+	}
+	defer c.Close()
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return nil, 0, err
+	}
+	if _, err := c.WriteToUDPAddrPort(packet(1, name, "octet"), server); err != nil {
+		return nil, 0, err
+	}
+	buf := make([]byte, 1024)
+	var tid netip.AddrPort
+	var next uint16 = 1
+	for {
+		// The 10 s bound only keeps a broken server from hanging the test.
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		n, from, err := c.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			return data, late, fmt.Errorf("block %d: %w", next, err)
+		}
+		if n < 4 || binary.BigEndian.Uint16(buf) != 3 {
+			return data, late, fmt.Errorf("block %d: unexpected packet %q", next, buf[:n])
+		}
+		tid = from
+		block := binary.BigEndian.Uint16(buf[2:])
+		if block != next {
+			if block == next-1 {
+				late++
+				continue
+			}
+			return data, late, fmt.Errorf("got block %d, want %d", block, next)
+		}
+		data = append(data, buf[4:n]...)
+		final := n-4 < 512
+		_ = rc.Read(func(fd uintptr) bool {
+			for {
+				if _, _, err := unix.Recvfrom(int(fd), buf, unix.MSG_DONTWAIT); err != nil {
+					return true
+				}
+			}
+		})
+		ack := binary.BigEndian.AppendUint16([]byte{0, 4}, block)
+		if _, err := c.WriteToUDPAddrPort(ack, tid); err != nil {
+			return data, late, err
+		}
+		if final {
+			return data, late, nil
+		}
+		next++
+	}
+}
+
+// concurrentLockstep runs n lock-step clients of pxelinux.0 at once next
+// to one client that stalls after the first block (so that no transfer is
+// ever alone and all wait through the poller), and checks each client's
+// bytes and that each transfer was reported successful. It returns the
+// late retransmissions seen by all clients.
+func concurrentLockstep(t *testing.T, cfg tftp.Config, n int) int {
+	f := newServer(t, cfg)
+	want := f.file(t, "pxelinux.0")
+	stall := newRawClient(t, f.addr)
+	stall.request(1, "big.img", "octet")
+	stall.recvData()
+
+	type result struct {
+		data []byte
+		late int
+		err  error
+	}
+	results := make(chan result, n)
+	for range n {
+		go func() {
+			data, late, err := lockstepClient(f.addr, "pxelinux.0")
+			results <- result{data, late, err}
+		}()
+	}
+	late := 0
+	for range n {
+		r := <-results
+		late += r.late
+		if r.err != nil {
+			t.Errorf("client: %v", r.err)
+		} else if !bytes.Equal(r.data, want) {
+			t.Errorf("client got %d bytes, want %d (contents differ)", len(r.data), len(want))
+		}
+	}
+	var got []outcome
+	for range 1000 {
+		got = got[:0]
+		for _, o := range f.results() {
+			if o.path == "pxelinux.0" {
+				got = append(got, o)
+			}
+		}
+		if len(got) >= n {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if len(got) != n {
+		t.Fatalf("%d of %d transfers reported", len(got), n)
+	}
+	for _, o := range got {
+		if o.err != nil || o.bytes != int64(len(want)) {
+			t.Errorf("transfer reported %d bytes, err %v; want %d bytes, no error", o.bytes, o.err, len(want))
+		}
+	}
+	return late
+}
+
+// TestConcurrentLockstep: with many lock-step transfers under way and no
+// packet loss (loopback), every ACK is seen: no block is retransmitted
+// after its ACK was sent, and every transfer, including the final ACK of
+// clients that close at once, is reported successful. The timeout is long
+// enough that only a missed or dropped ACK causes a retransmission.
+func TestConcurrentLockstep(t *testing.T) {
+	if late := concurrentLockstep(t, tftp.Config{Timeout: 5 * time.Second}, 16); late != 0 {
+		t.Errorf("%d blocks retransmitted after their ACK was sent", late)
+	}
+}
+
+// TestLastAckThenClose: with a retransmission timeout so short that the
+// server often times out and resends the last block while the client's
+// ACK is on its way or queued, a client that acknowledges the last block
+// and closes its port at once still counts as a successful transfer. The
+// ACK was queued before the ICMP port unreachable that the resend caused
+// (Linux reports that error first), and a goroutine that got to the ACK
+// after its deadline must not drop it.
+func TestLastAckThenClose(t *testing.T) {
+	concurrentLockstep(t, tftp.Config{Timeout: time.Millisecond}, 16)
 }

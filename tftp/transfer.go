@@ -219,16 +219,17 @@ func (s *sender) oack(pkt []byte) error {
 			return fmt.Errorf("send oack: %w", err)
 		}
 		deadline := time.Now().Add(wait)
-		for {
-			block, isAck, err := s.recv(wait, deadline)
-			if errors.Is(err, os.ErrDeadlineExceeded) {
-				break
-			}
-			if err != nil {
+		for left := wait; ; {
+			block, isAck, err := s.recv(left, deadline)
+			if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
 				return err
 			}
-			if isAck && block == 0 {
+			if err == nil && isAck && block == 0 {
 				return nil
+			}
+			// Anything else is ignored until the deadline.
+			if left = time.Until(deadline); err != nil || left <= 0 {
+				break
 			}
 		}
 		wait = s.rto
@@ -247,17 +248,19 @@ func (s *sender) write(pkt []byte) error {
 	return fmt.Errorf("%w: %w", ErrAborted, err)
 }
 
-// recv reads one packet, waiting at most wait, and reports a timeout once
-// deadline (at most wait after the window was sent) has passed even if
-// packets to ignore keep coming. It returns the ACK's block number, or
-// isAck=false for a packet to ignore; an ERROR packet from the client or a
-// socket error ends the transfer. wait stays the same for a whole window
-// so that the socket timeout is set once per window, not per packet.
+// recv reads one packet, waiting at most wait and not past deadline when
+// waiting through the poller (in a blocking read, wait bounds the wait).
+// It returns the ACK's block number, or isAck=false for a packet to
+// ignore; an ERROR packet from the client or a socket error ends the
+// transfer. A packet that was read is always returned, even when the
+// goroutine got to it after the deadline: dropping it would lose an ACK
+// the client sent in time (a late final ACK left a lock-step transfer
+// retransmitting to a client that had already booted). Callers decide
+// what an ignored packet past the deadline means. Callers pass the same
+// wait for the first read of a window, so that the socket timeout is set
+// once per window, not per packet.
 func (s *sender) recv(wait time.Duration, deadline time.Time) (block uint16, isAck bool, err error) {
 	n, err := s.conn.read(s.in, wait, deadline, s.active.Load() <= 1)
-	if err == nil && time.Now().After(deadline) {
-		err = os.ErrDeadlineExceeded
-	}
 	if err != nil {
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			return 0, false, err
@@ -265,6 +268,11 @@ func (s *sender) recv(wait time.Duration, deadline time.Time) (block uint16, isA
 		// ECONNREFUSED: the client's port is gone (ICMP port unreachable).
 		return 0, false, fmt.Errorf("%w: %w", ErrAborted, err)
 	}
+	return s.parse(n)
+}
+
+// parse classifies the packet in s.in[:n] as recv does.
+func (s *sender) parse(n int) (block uint16, isAck bool, err error) {
 	block, ok, isErr := parseAck(s.in[:n])
 	if isErr {
 		code := binary.BigEndian.Uint16(s.in[2:4])
@@ -272,6 +280,24 @@ func (s *sender) recv(wait time.Duration, deadline time.Time) (block uint16, isA
 		return 0, false, fmt.Errorf("%w: client error %d %q", ErrAborted, code, msg)
 	}
 	return block, ok, nil
+}
+
+// queuedAck reports whether the datagrams already queued on the socket
+// hold an ACK of block want. Linux reports a pending ICMP error before
+// queued datagrams, so a client that acknowledged the last block and
+// closed its port while a retransmission of that block was on its way
+// shows up as ECONNREFUSED with its ACK still in the queue.
+func (s *sender) queuedAck(want uint16) bool {
+	for range 64 { // what a receive buffer holds, not a flood
+		n, err := s.conn.readQueued(s.in)
+		if err != nil {
+			return false
+		}
+		if block, isAck, err := s.parse(n); err == nil && isAck && block == want {
+			return true
+		}
+	}
+	return false
 }
 
 // queue adds block i (1-based) to the batch of DATA packets, which is
@@ -357,6 +383,9 @@ func (s *sender) run() error {
 			}
 		}
 		if err := s.flush(); err != nil {
+			if end == last && errors.Is(err, unix.ECONNREFUSED) && s.queuedAck(uint16(last)) {
+				return nil
+			}
 			return err
 		}
 		// Backoff on consecutive timeouts: three quick retransmissions
@@ -371,41 +400,48 @@ func (s *sender) run() error {
 			timeout = min(s.rto<<tries, s.ceiling)
 		}
 		deadline := time.Now().Add(timeout)
+		left := timeout
 	wait:
 		for {
-			block, isAck, err := s.recv(timeout, deadline)
-			switch {
-			case errors.Is(err, os.ErrDeadlineExceeded):
-				tries++
-				if tries > s.retries {
-					return fmt.Errorf("block %d: %w after %d retransmissions", base, ErrTimeout, s.retries)
+			block, isAck, err := s.recv(left, deadline)
+			if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+				if end == last && errors.Is(err, unix.ECONNREFUSED) && s.queuedAck(uint16(last)) {
+					return nil
 				}
-				dupResend = true
-				break wait
-			case err != nil:
 				return err
-			case !isAck:
+			}
+			if err == nil && isAck {
+				// Map the 16-bit block number onto [base-1, end]: the
+				// window is far smaller than 65536, so the distance is
+				// unambiguous. Anything older than the window (a stale
+				// duplicate) or bogus is ignored.
+				if d := int64(block - uint16(base-1)); d <= end-(base-1) {
+					k := base - 1 + d
+					if k == last {
+						return nil
+					}
+					if k >= base {
+						base, tries, dupResend = k+1, 0, true
+						break wait
+					}
+					// k == base-1: a duplicate ACK.
+					if s.ws > 1 && dupResend {
+						dupResend = false
+						break wait
+					}
+				}
+			}
+			// Nothing to act on: wait for the rest of the timeout. Packets to
+			// ignore that keep coming do not extend it.
+			if left = time.Until(deadline); err == nil && left > 0 {
 				continue
 			}
-			// Map the 16-bit block number onto [base-1, end]: the window
-			// is far smaller than 65536, so the distance is unambiguous.
-			d := int64(block - uint16(base-1))
-			if d > end-(base-1) {
-				continue // older than the window (a stale duplicate) or bogus
+			tries++
+			if tries > s.retries {
+				return fmt.Errorf("block %d: %w after %d retransmissions", base, ErrTimeout, s.retries)
 			}
-			k := base - 1 + d
-			if k == last {
-				return nil
-			}
-			if k >= base {
-				base, tries, dupResend = k+1, 0, true
-				break wait
-			}
-			// k == base-1: a duplicate ACK.
-			if s.ws > 1 && dupResend {
-				dupResend = false
-				break wait
-			}
+			dupResend = true
+			break wait
 		}
 	}
 }
