@@ -1,10 +1,13 @@
 package daemon
 
 import (
+	"errors"
+	"io/fs"
 	"time"
 
 	"github.com/ironcast/ironcast/events"
 	"github.com/ironcast/ironcast/model"
+	"github.com/ironcast/ironcast/tftp"
 )
 
 // fileObserver turns each TFTP transfer and HTTP boot request into a
@@ -24,4 +27,28 @@ func fileObserver(bus *events.Bus) func(req model.FileRequest, status int, n int
 		}
 		bus.Publish(model.Event{Type: req.Protocol + ".file", Attrs: attrs})
 	}
+}
+
+// tftpStatus gives a TFTP transfer's outcome the HTTP status its event
+// carries, so that TFTP and HTTP rows of a timeline read alike: 200 done,
+// 404 no such file, 403 path refused, 503 over the transfer cap, 408 the
+// client stopped answering, 499 the client aborted (firmware that asks
+// for tsize and then stops is one) or went away, 500 anything else (a
+// failed render, a read error).
+func tftpStatus(err error) int {
+	switch {
+	case err == nil:
+		return 200
+	case errors.Is(err, fs.ErrNotExist):
+		return 404
+	case errors.Is(err, fs.ErrPermission):
+		return 403
+	case errors.Is(err, tftp.ErrBusy):
+		return 503
+	case errors.Is(err, tftp.ErrTimeout):
+		return 408
+	case errors.Is(err, tftp.ErrAborted):
+		return 499
+	}
+	return 500
 }

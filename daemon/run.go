@@ -172,11 +172,7 @@ func Run(ctx context.Context, cfg Config) error {
 			Addr: net.JoinHostPort(a, strconv.Itoa(cfg.TFTPPort)), Source: src, MaxTransfers: cfg.TFTPMaxTransfers,
 			Logger: log.With("component", "tftp"), Registerer: prometheus.WrapRegistererWith(prometheus.Labels{"listen": a}, reg),
 			OnTransfer: func(req model.FileRequest, n int64, d time.Duration, err error) {
-				status := 200
-				if err != nil {
-					status = 404
-				}
-				served(req, status, n, d, err)
+				served(req, tftpStatus(err), n, d, err)
 			},
 		})
 		if err != nil {

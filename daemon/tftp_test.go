@@ -3,6 +3,8 @@ package daemon
 import (
 	"context"
 	"encoding/binary"
+	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -10,7 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ironcast/ironcast/bootfs"
 	"github.com/ironcast/ironcast/clientcfg"
+	"github.com/ironcast/ironcast/tftp"
 )
 
 // TestTFTPMaxTransfers runs Run with TFTP on 127.0.0.1 and a cap of one
@@ -83,4 +87,27 @@ func TestTFTPMaxTransfers(t *testing.T) {
 		t.Fatalf("second request with --tftp-max-transfers 1: opcode %d (%q), want ERROR (5)", op, pkt)
 	}
 	t.Logf("refused: code %d %q (port %s)", binary.BigEndian.Uint16(pkt[2:]), pkt[4:len(pkt)-1], strconv.Itoa(tftpPort))
+}
+
+func TestTFTPStatus(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want int
+	}{
+		{"done", nil, 200},
+		{"missing", fmt.Errorf("open x: %w", bootfs.ErrNotFound), 404},
+		{"refused path", fmt.Errorf("open ../x: %w", bootfs.ErrAccess), 403},
+		{"busy", tftp.ErrBusy, 503},
+		{"client gone quiet", fmt.Errorf("block 7: %w after 5 retransmissions", tftp.ErrTimeout), 408},
+		{"client aborted", fmt.Errorf("%w: client error 8", tftp.ErrAborted), 499},
+		{"render failed", errors.New("template: x:1: missing param"), 500},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tftpStatus(tt.err); got != tt.want {
+				t.Errorf("tftpStatus(%v) = %d, want %d", tt.err, got, tt.want)
+			}
+		})
+	}
 }
