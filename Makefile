@@ -1,20 +1,22 @@
 # ironcast: build and test.
 #   make build   builds ./ironcast
 #   make test    installs test dependencies (as root), checks formatting, vet,
-#                the generated OpenAPI spec, and runs every test with -race.
+#                staticcheck, the generated OpenAPI spec, and runs every test
+#                with -race.
 GO        ?= go
 SWAG      ?= $(GO) run github.com/swaggo/swag/cmd/swag@v1.16.6
+STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 PKGS      := ./...
 TEST_TIMEOUT ?= 40m
 # Tests that need root or a tool fail instead of skipping when this is 1.
 STRICT    ?= $(shell [ "$$(id -u)" = 0 ] && echo 1 || echo 0)
 
-.PHONY: build test deps fmt-check vet spec spec-check unit fuzz bench clean
+.PHONY: build test deps fmt-check vet lint spec spec-check unit fuzz bench clean
 
 build:
 	$(GO) build -o ironcast ./cmd/ironcast
 
-test: deps fmt-check vet spec-check unit
+test: deps fmt-check vet lint spec-check unit
 
 deps:
 	./scripts/install-test-deps.sh
@@ -25,6 +27,11 @@ fmt-check:
 
 vet:
 	$(GO) vet $(PKGS)
+
+# lint runs staticcheck (unused code, misused APIs, naming); its module comes
+# through the Go module proxy like every other dependency.
+lint:
+	$(STATICCHECK) $(PKGS)
 
 # spec regenerates the OpenAPI spec into docs/.
 spec:

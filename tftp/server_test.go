@@ -108,7 +108,7 @@ func (f *fixture) stop(t *testing.T) {
 	}
 }
 
-var renderErr = errors.New(`template "ipxe": map has no entry for key "kernel"`)
+var errRender = errors.New(`template "ipxe": map has no entry for key "kernel"`)
 
 // newServer serves a tree with a few files and two virtual ones on
 // 127.0.0.1 (an ephemeral port). The fixture stops when the test ends.
@@ -145,7 +145,7 @@ func newServer(t *testing.T, cfg tftp.Config) *fixture {
 			case "01-52-54-00-12-34-56.ipxe":
 				return []byte("#!ipxe\nchain http://" + req.Local.Addr().String() + "/boot\n"), true, nil
 			case "broken.ipxe":
-				return nil, true, renderErr
+				return nil, true, errRender
 			}
 			return nil, false, nil
 		}),
@@ -481,7 +481,7 @@ func TestRefusals(t *testing.T) {
 	}
 	var renderReported bool
 	for _, o := range f.results() {
-		if o.path == "broken.ipxe" && errors.Is(o.err, renderErr) && o.bytes == 0 {
+		if o.path == "broken.ipxe" && errors.Is(o.err, errRender) && o.bytes == 0 {
 			renderReported = true
 		}
 		if o.err == nil {
