@@ -15,13 +15,14 @@ import (
 
 func TestServeFlags(t *testing.T) {
 	defaults := daemon.Config{
-		DataDir:         daemon.DefaultDataDir(),
-		APIPort:         8092,
-		HTTPPort:        8091,
-		TFTPPort:        69,
-		BootProgramDirs: []string{"/usr/lib/ipxe", "/usr/lib/grub/arm64-efi/monolithic"},
-		ReclaimInterval: daemon.DefaultReclaimInterval,
-		Version:         version(),
+		DataDir:          daemon.DefaultDataDir(),
+		APIPort:          8092,
+		HTTPPort:         8091,
+		TFTPPort:         69,
+		TFTPMaxTransfers: 256,
+		BootProgramDirs:  []string{"/usr/lib/ipxe", "/usr/lib/grub/arm64-efi/monolithic"},
+		ReclaimInterval:  daemon.DefaultReclaimInterval,
+		Version:          version(),
 	}
 	tests := []struct {
 		name     string
@@ -35,7 +36,7 @@ func TestServeFlags(t *testing.T) {
 			name: "every flag",
 			args: []string{
 				"--data-dir", "/srv/ic", "--restore", "/b.db", "--listen", "10.0.0.1",
-				"--api-port", "9443", "--http-port", "9080", "--tftp-port", "6969",
+				"--api-port", "9443", "--http-port", "9080", "--tftp-port", "6969", "--tftp-max-transfers", "32",
 				"--tls-cert", "/c.pem", "--tls-key", "/k.pem",
 				"--dhcp-interface", "eth1", "--dhcp-interface", "eth2",
 				"--tftp-addr", "10.0.0.1", "--boot-program-dir", "/opt/ipxe", "--boot-program-dir", "/opt/grub",
@@ -43,7 +44,7 @@ func TestServeFlags(t *testing.T) {
 			},
 			want: func(c *daemon.Config) {
 				c.DataDir, c.Restore, c.ListenAddr = "/srv/ic", "/b.db", "10.0.0.1"
-				c.APIPort, c.HTTPPort, c.TFTPPort = 9443, 9080, 6969
+				c.APIPort, c.HTTPPort, c.TFTPPort, c.TFTPMaxTransfers = 9443, 9080, 6969, 32
 				c.TLSCert, c.TLSKey = "/c.pem", "/k.pem"
 				c.DHCPInterfaces = []string{"eth1", "eth2"}
 				c.TFTPAddrs = []string{"10.0.0.1"}
@@ -54,6 +55,7 @@ func TestServeFlags(t *testing.T) {
 		{name: "tls cert without key", args: []string{"--tls-cert", "/c.pem"}, wantCode: exitUsage, wantErr: "--tls-cert and --tls-key must be given together"},
 		{name: "same ports", args: []string{"--http-port", "8092"}, wantCode: exitUsage, wantErr: "both 8092"},
 		{name: "port out of range", args: []string{"--tftp-port", "70000"}, wantCode: exitUsage, wantErr: "--tftp-port 70000 is not a port"},
+		{name: "negative transfer cap", args: []string{"--tftp-max-transfers", "-1"}, wantCode: exitUsage, wantErr: "--tftp-max-transfers -1 is negative"},
 		{name: "negative reclaim interval", args: []string{"--reclaim-interval", "-1s"}, wantCode: exitUsage, wantErr: "--reclaim-interval -1s is negative"},
 		{name: "bad log level", args: []string{"--log-level", "loud"}, wantCode: exitUsage, wantErr: `--log-level "loud"`},
 		{name: "bad log format", args: []string{"--log-format", "xml"}, wantCode: exitUsage, wantErr: `--log-format "xml"`},
