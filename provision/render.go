@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"strings"
 
@@ -484,13 +485,16 @@ func (s *Service) renderInfo(be *model.BootEnv, t model.TemplateInfo, rc *templa
 	return s.engine.Render(t.ID, rc)
 }
 
-// RenderPath renders what machine uuid is served at path, exactly as a
-// client at server would get it (for `ironcast machines render`).
+// RenderPath renders what machine uuid is served at path (for `ironcast
+// machines render`). URLs in it name the address the machine reaches this
+// server on: for a machine with an Address, the source address this host
+// uses towards it; otherwise server, the address the caller reached.
 func (s *Service) RenderPath(ctx context.Context, uuid, path string, server netip.Addr) ([]byte, error) {
 	m, err := store.Get[model.Machine](ctx, s.st, uuid)
 	if err != nil {
 		return nil, err
 	}
+	server = sourceAddrTowards(m.Address, server)
 	var tgt RenderTarget
 	switch path {
 	case model.TemplateIPXE, m.PrimaryMAC() + ".ipxe":
@@ -578,4 +582,25 @@ func (s *Service) Metadata(ctx context.Context, m *model.Machine) (*MetadataDoc,
 		doc.Params[name] = v
 	}
 	return doc, nil
+}
+
+// sourceAddrTowards returns the local address the kernel picks for a route
+// to addr (connecting a UDP socket sends nothing), or fallback when addr is
+// empty, not IPv4/IPv6 or has no route.
+func sourceAddrTowards(addr string, fallback netip.Addr) netip.Addr {
+	dst, err := netip.ParseAddr(addr)
+	if err != nil || dst.IsUnspecified() {
+		return fallback
+	}
+	c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(dst, 9)))
+	if err != nil {
+		return fallback
+	}
+	defer c.Close()
+	if la, ok := c.LocalAddr().(*net.UDPAddr); ok {
+		if ip, ok := netip.AddrFromSlice(la.IP); ok {
+			return ip.Unmap()
+		}
+	}
+	return fallback
 }

@@ -346,3 +346,32 @@ func TestRegisterAgainIsRecorded(t *testing.T) {
 		t.Errorf("register a MAC of %s bound to %s: %v, want ErrConflict", m.UUID, other.UUID, err)
 	}
 }
+
+func TestRenderPathNamesTheAddressTheMachineReaches(t *testing.T) {
+	ctx := context.Background()
+	svc, _, _ := newService(t)
+	// A machine with no address: URLs name the address the caller reached.
+	m := &model.Machine{Name: "n1", HardwareAddrs: []string{"52:54:00:00:05:01"}, BootEnv: "discovery"}
+	mustCreate(t, svc, m)
+	caller := netip.MustParseAddr("192.0.2.7")
+	out, err := svc.RenderPath(ctx, m.UUID, "ipxe", caller)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(out), "http://192.0.2.7:") {
+		t.Errorf("machine without an address: render does not name the caller's address 192.0.2.7:\n%s", out)
+	}
+	// With an address, the source address towards it (here loopback: the
+	// kernel picks 127.0.0.1 for 127.0.0.5), whatever the caller reached.
+	m.Address = "127.0.0.5"
+	if err := svc.Update(ctx, m, m.Revision); err != nil {
+		t.Fatal(err)
+	}
+	out, err = svc.RenderPath(ctx, m.UUID, "ipxe", caller)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(out), "http://127.0.0.1:") || strings.Contains(string(out), "192.0.2.7") {
+		t.Errorf("machine at 127.0.0.5: render should name 127.0.0.1, not the caller's address:\n%s", out)
+	}
+}
