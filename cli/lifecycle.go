@@ -3,9 +3,13 @@ package cli
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
-	"time"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
@@ -63,12 +67,7 @@ func (a *app) machineLifecycleCmds() []*cobra.Command {
 				if p.format != formatTable {
 					return p.valueOf("", tl)
 				}
-				rows := make([]json.RawMessage, len(tl))
-				for i, e := range tl {
-					attrs, _ := json.Marshal(e.Attrs)
-					rows[i], _ = json.Marshal(map[string]any{"Time": e.Time.Format(time.RFC3339Nano), "Type": e.Type, "Details": string(attrs)})
-				}
-				return p.table(timelineColumns, rows)
+				return writeTimeline(a.out, tl)
 			},
 		},
 		&cobra.Command{
@@ -112,7 +111,50 @@ func (a *app) machineLifecycleCmds() []*cobra.Command {
 	return out
 }
 
-var timelineColumns = []column{{"Time", "Time", ""}, {"Type", "Type", ""}, {"Details", "Details", ""}}
+// writeTimeline prints a timeline for people, one entry per line and
+// nothing cut off: local time to the millisecond, the type, and the
+// details as key=value, a transition as "from → to (event)" first.
+func writeTimeline(w io.Writer, tl []client.TimelineEntry) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, e := range tl {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", e.Time.Local().Format("2006-01-02 15:04:05.000"), e.Type, timelineDetails(e.Type, e.Attrs))
+	}
+	return tw.Flush()
+}
+
+// timelineDetails formats an entry's attributes, sorted by key; the
+// machine's own MAC is left out of lines that name a path or address.
+func timelineDetails(typ string, attrs map[string]any) string {
+	var parts []string
+	if typ == "transition" {
+		t := fmt.Sprintf("%v → %v", attrs["from"], attrs["to"])
+		if ev, ok := attrs["event"]; ok {
+			t += fmt.Sprintf(" (%v)", ev)
+		}
+		parts = append(parts, t)
+	}
+	keys := make([]string, 0, len(attrs))
+	for k := range attrs {
+		switch {
+		case typ == "transition" && (k == "from" || k == "to" || k == "event"):
+		default:
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		v := attrs[k]
+		if f, ok := v.(float64); ok && f == float64(int64(f)) {
+			v = int64(f)
+		}
+		s := fmt.Sprint(v)
+		if strings.ContainsAny(s, " \t") {
+			s = strconv.Quote(s)
+		}
+		parts = append(parts, k+"="+s)
+	}
+	return strings.Join(parts, " ")
+}
 
 // printExplain prints an explanation for people.
 func (a *app) printExplain(raw json.RawMessage) error {
