@@ -34,9 +34,25 @@ func freePort(t *testing.T) int {
 // Run writes once every socket is bound.
 func startDaemon(t *testing.T) (apiURL, bootURL string, hc *http.Client) {
 	t.Helper()
-	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
 	cfg := Config{DataDir: t.TempDir(), ListenAddr: "127.0.0.1", APIPort: freePort(t), HTTPPort: freePort(t),
 		BootProgramDirs: []string{t.TempDir()}}
+	ls := runDaemon(t, cfg)
+	pem, err := os.ReadFile(ls.CACertFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	hc = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, Timeout: 30 * time.Second}
+	t.Cleanup(hc.CloseIdleConnections)
+	return ls.Endpoint, "http://127.0.0.1:" + strconv.Itoa(cfg.HTTPPort), hc
+}
+
+// runDaemon runs Run with cfg until the test ends and returns the
+// local-server record, which Run writes once every socket is bound.
+func runDaemon(t *testing.T, cfg Config) clientcfg.LocalServer {
+	t.Helper()
+	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- Run(ctx, cfg) }()
@@ -46,11 +62,10 @@ func startDaemon(t *testing.T) (apiURL, bootURL string, hc *http.Client) {
 			t.Errorf("Run: %v", err)
 		}
 	})
-	var ls clientcfg.LocalServer
 	for i := 0; ; i++ {
-		var err error
-		if ls, err = clientcfg.Read(); err == nil {
-			break
+		ls, err := clientcfg.Read()
+		if err == nil {
+			return ls
 		}
 		select {
 		case err := <-done:
@@ -62,15 +77,6 @@ func startDaemon(t *testing.T) (apiURL, bootURL string, hc *http.Client) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	pem, err := os.ReadFile(ls.CACertFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(pem)
-	hc = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, Timeout: 30 * time.Second}
-	t.Cleanup(hc.CloseIdleConnections)
-	return ls.Endpoint, "http://127.0.0.1:" + strconv.Itoa(cfg.HTTPPort), hc
 }
 
 // scrape returns the unlabelled samples of /metrics whose names start

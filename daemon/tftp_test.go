@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -13,7 +12,6 @@ import (
 	"time"
 
 	"github.com/ironcast/ironcast/bootfs"
-	"github.com/ironcast/ironcast/clientcfg"
 	"github.com/ironcast/ironcast/tftp"
 )
 
@@ -22,7 +20,6 @@ import (
 // acknowledges block 1), a second client's request is refused with a
 // TFTP error packet.
 func TestTFTPMaxTransfers(t *testing.T) {
-	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
 	udp, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -38,24 +35,7 @@ func TestTFTPMaxTransfers(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(cfg.DataDir, "boot", "big.bin"), make([]byte, 64<<10), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- Run(ctx, cfg) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
-	for i := 0; ; i++ {
-		if _, err := clientcfg.Read(); err == nil {
-			break
-		}
-		if i == 600 {
-			t.Fatal("Run did not become ready")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	runDaemon(t, cfg)
 
 	server := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: tftpPort}
 	rrq := append([]byte{0, 1}, "big.bin\x00octet\x00"...)
