@@ -381,6 +381,22 @@ func TestServeLeaseLifecycleWithRealClients(t *testing.T) {
 	})
 }
 
+// perfdhcpRelay builds the topology perfdhcp needs in relay mode: the
+// server's namespace and perfdhcp's, joined by a veth pair (10.50.0.1 on the
+// server's side, 10.50.0.2 on perfdhcp's), with the relay address 10.40.0.2
+// (giaddr, in the served 10.40.0.0/16) on perfdhcp's side and routed from
+// the server's. It returns perfdhcp's path, the namespaces and the veth ends.
+func perfdhcpRelay(t *testing.T) (perfdhcp string, srvNS, cliNS *testenv.Netns, srvIf, cliIf string) {
+	t.Helper()
+	testenv.RequireRoot(t)
+	perfdhcp = testenv.RequireTool(t, "perfdhcp")
+	srvNS, cliNS = testenv.NewNetns(t), testenv.NewNetns(t)
+	srvIf, cliIf = testenv.Veth(t, srvNS, "10.50.0.1/24", cliNS, "10.50.0.2/24")
+	cliNS.Run(t, "ip", "addr", "add", "10.40.0.2/32", "dev", cliIf)
+	srvNS.Run(t, "ip", "route", "add", "10.40.0.2/32", "via", "10.50.0.2")
+	return perfdhcp, srvNS, cliNS, srvIf, cliIf
+}
+
 // TestServeKilledDuringPerfdhcp kills `ironcast serve` with SIGKILL in the
 // middle of a bounded perfdhcp run (a relay in its own namespace, routed
 // to the server's), restarts it on the same data directory, and checks
@@ -388,12 +404,7 @@ func TestServeLeaseLifecycleWithRealClients(t *testing.T) {
 // bound leases; addresses are the store's keys, so no address can be
 // bound to two MACs.
 func TestServeKilledDuringPerfdhcp(t *testing.T) {
-	testenv.RequireRoot(t)
-	perfdhcp := testenv.RequireTool(t, "perfdhcp")
-	srvNS, cliNS := testenv.NewNetns(t), testenv.NewNetns(t)
-	srvIf, cliIf := testenv.Veth(t, srvNS, "10.50.0.1/24", cliNS, "10.50.0.2/24")
-	cliNS.Run(t, "ip", "addr", "add", "10.40.0.2/32", "dev", cliIf)
-	srvNS.Run(t, "ip", "route", "add", "10.40.0.2/32", "via", "10.50.0.2")
+	perfdhcp, srvNS, cliNS, srvIf, cliIf := perfdhcpRelay(t)
 	s := newServer(t, srvNS, srvIf)
 	s.start()
 	s.mustCLI("subnets", "create", `{"Name":"bench","Subnet":"10.40.0.0/16","ActiveStart":"10.40.1.0","ActiveEnd":"10.40.255.254","Enabled":true}`)
@@ -475,12 +486,7 @@ func TestServeKilledDuringPerfdhcp(t *testing.T) {
 // hold lasts (30 s) another client gets no offer of the subnet's only
 // address.
 func TestServeOfferStoredAndHeldAcrossKill(t *testing.T) {
-	testenv.RequireRoot(t)
-	perfdhcp := testenv.RequireTool(t, "perfdhcp")
-	srvNS, cliNS := testenv.NewNetns(t), testenv.NewNetns(t)
-	srvIf, cliIf := testenv.Veth(t, srvNS, "10.50.0.1/24", cliNS, "10.50.0.2/24")
-	cliNS.Run(t, "ip", "addr", "add", "10.40.0.2/32", "dev", cliIf)
-	srvNS.Run(t, "ip", "route", "add", "10.40.0.2/32", "via", "10.50.0.2")
+	perfdhcp, srvNS, cliNS, srvIf, _ := perfdhcpRelay(t)
 	s := newServer(t, srvNS, srvIf)
 	s.start()
 	s.mustCLI("subnets", "create", `{"Name":"one","Subnet":"10.40.0.0/16","ActiveStart":"10.40.1.7","ActiveEnd":"10.40.1.7","Enabled":true}`)
