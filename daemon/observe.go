@@ -19,7 +19,10 @@ func fileObserver(bus *events.Bus) func(req model.FileRequest, status int, n int
 			"path": req.Path, "bytes": n, "duration_ms": float64(d.Microseconds()) / 1000,
 			"status": status, "client": req.Remote.String(),
 		}
-		if err != nil {
+		switch {
+		case errors.Is(err, tftp.ErrUnacknowledged):
+			attrs["warning"] = err.Error()
+		case err != nil:
 			attrs["error"] = err.Error()
 		}
 		if mac := req.Query["mac"]; mac != "" {
@@ -30,14 +33,16 @@ func fileObserver(bus *events.Bus) func(req model.FileRequest, status int, n int
 }
 
 // tftpStatus gives a TFTP transfer's outcome the HTTP status its event
-// carries, so that TFTP and HTTP rows of a timeline read alike: 200 done,
+// carries, so that TFTP and HTTP rows of a timeline read alike: 200 done
+// (also when only the last block's ACK went missing: the event then
+// carries a warning instead of an error),
 // 404 no such file, 403 path refused, 503 over the transfer cap, 408 the
 // client stopped answering, 499 the client aborted (firmware that asks
 // for tsize and then stops is one) or went away, 500 anything else (a
 // failed render, a read error).
 func tftpStatus(err error) int {
 	switch {
-	case err == nil:
+	case err == nil, errors.Is(err, tftp.ErrUnacknowledged):
 		return 200
 	case errors.Is(err, fs.ErrNotExist):
 		return 404

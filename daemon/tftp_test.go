@@ -81,6 +81,7 @@ func TestTFTPStatus(t *testing.T) {
 		{"busy", tftp.ErrBusy, 503},
 		{"client gone quiet", fmt.Errorf("block 7: %w after 5 retransmissions", tftp.ErrTimeout), 408},
 		{"client aborted", fmt.Errorf("%w: client error 8", tftp.ErrAborted), 499},
+		{"last ACK missing", fmt.Errorf("%w: %w", tftp.ErrUnacknowledged, fmt.Errorf("block 9: %w after 5 retransmissions", tftp.ErrTimeout)), 200},
 		{"render failed", errors.New("template: x:1: missing param"), 500},
 	}
 	for _, tt := range tests {

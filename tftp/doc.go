@@ -59,8 +59,16 @@
 //     the client's timeout option), Config.Retries times in all; then the
 //     transfer ends (ErrTimeout), closing its file and socket. The OACK is
 //     resent only after at least 6 s (atftp aborts on a duplicate OACK;
-//     clients recover a lost OACK or ACK 0 themselves). An ERROR packet from the client or an ICMP port unreachable
-//     ends it at once (ErrAborted).
+//     clients recover a lost OACK or ACK 0 themselves). An ERROR packet
+//     from the client or an ICMP port unreachable ends it at once
+//     (ErrAborted).
+//   - A transfer whose every block but the last was acknowledged, and
+//     whose last block went out but was never acknowledged before the
+//     client went quiet or closed its port, ends with ErrUnacknowledged
+//     (wrapping the timeout or abort): boot loaders such as GRUB do not
+//     wait after the final ACK (RFC 1350 asks them to), so one lost ACK
+//     leaves a delivered file looking like a failure. The file's bytes are
+//     all counted; the daemon reports it as done with a warning.
 //   - At most Config.MaxTransfers run at once; beyond that requests get
 //     error 0 "server busy" and a rate-limited warning is logged.
 //   - Paths refused by the source get error 2 "access violation", missing

@@ -330,7 +330,7 @@ func newMetrics(r prometheus.Registerer) metrics {
 	m := metrics{
 		transfers: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ironcast_tftp_transfers_total",
-			Help: "TFTP read requests by result: ok, not_found, access, render_error, timeout, aborted, error, busy, refused (write requests).",
+			Help: "TFTP read requests by result: ok, unacknowledged (last block sent, its ACK never came), not_found, access, render_error, timeout, aborted, error, busy, refused (write requests).",
 		}, []string{"result"}),
 		bytes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "ironcast_tftp_bytes_total",

@@ -865,3 +865,53 @@ func TestConcurrentLockstep(t *testing.T) {
 func TestLastAckThenClose(t *testing.T) {
 	concurrentLockstep(t, tftp.Config{Timeout: time.Millisecond}, 16)
 }
+
+// TestLastAckMissing: a client that acknowledges every block but the
+// last and then goes quiet (a boot loader that took the file and
+// started it, its final ACK lost) ends with ErrUnacknowledged wrapping
+// ErrTimeout, all bytes counted, while a client that stops one block
+// earlier stays a plain ErrTimeout. When the client's port closes
+// instead (ICMP port unreachable), ErrUnacknowledged wraps ErrAborted.
+func TestLastAckMissing(t *testing.T) {
+	f := newServer(t, tftp.Config{Timeout: 20 * time.Millisecond, Retries: 2})
+	size := len(f.file(t, "exact512")) // blocks 1 (512 bytes) and 2 (empty)
+
+	fetch := func(stopAt uint16) *rawClient {
+		c := newRawClient(t, f.addr)
+		c.request(1, "exact512", "octet")
+		for {
+			b, _ := c.recvData()
+			if b >= stopAt {
+				return c
+			}
+			c.ack(b)
+		}
+	}
+
+	quiet := fetch(2)
+	r := f.waitOutcomes(t, 1)
+	if !errors.Is(r[0].err, tftp.ErrUnacknowledged) || !errors.Is(r[0].err, tftp.ErrTimeout) {
+		t.Errorf("quiet after the last block: error %v, want ErrUnacknowledged wrapping ErrTimeout", r[0].err)
+	}
+	if r[0].bytes != int64(size) {
+		t.Errorf("quiet after the last block: %d bytes counted, want %d", r[0].bytes, size)
+	}
+	quiet.conn.Close()
+
+	early := fetch(1)
+	r = f.waitOutcomes(t, 2)
+	if errors.Is(r[1].err, tftp.ErrUnacknowledged) || !errors.Is(r[1].err, tftp.ErrTimeout) {
+		t.Errorf("quiet before the last block: error %v, want a plain ErrTimeout", r[1].err)
+	}
+	early.conn.Close()
+
+	gone := fetch(2)
+	gone.conn.Close() // the next retransmission meets a closed port
+	r = f.waitOutcomes(t, 3)
+	if !errors.Is(r[2].err, tftp.ErrUnacknowledged) || !errors.Is(r[2].err, tftp.ErrAborted) {
+		t.Errorf("port closed after the last block: error %v, want ErrUnacknowledged wrapping ErrAborted", r[2].err)
+	}
+	if got := counter(t, f.reg, "unacknowledged"); got != 2 {
+		t.Errorf("transfers_total{result=unacknowledged} = %v, want 2", got)
+	}
+}

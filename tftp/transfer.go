@@ -29,6 +29,14 @@ var (
 	// ErrAborted means the client sent an error packet, its port became
 	// unreachable, or the server shut down.
 	ErrAborted = errors.New("tftp: transfer aborted")
+	// ErrUnacknowledged means every block but the last was acknowledged
+	// and the last was sent, but its ACK never came: the client went quiet
+	// or closed its port. The file was most likely delivered (boot
+	// loaders such as GRUB do not dally after the final ACK, so one lost
+	// ACK ends like this) but the server cannot confirm it. It wraps the
+	// ErrTimeout, or the ErrAborted with ECONNREFUSED, that ended the
+	// transfer; a client's ERROR packet stays an ErrAborted.
+	ErrUnacknowledged = errors.New("tftp: last block sent, its ACK never came")
 )
 
 // maxNetascii bounds files sent in netascii mode, which are converted in
@@ -139,6 +147,8 @@ func (s *Server) transfer(ctx context.Context, req request, freq model.FileReque
 	sent = snd.sent
 	if err != nil {
 		switch {
+		case errors.Is(err, ErrUnacknowledged):
+			result = "unacknowledged"
 		case errors.Is(err, ErrTimeout):
 			result = "timeout"
 		case errors.Is(err, ErrAborted), ctx.Err() != nil:
@@ -182,6 +192,7 @@ type sender struct {
 	high     int64    // highest block sent so far
 	qSent    int64    // sent and high once the batch is flushed
 	qHigh    int64
+	acked    int64 // highest block acknowledged
 }
 
 // batchMax is the most DATA packets sent with one sendmmsg.
@@ -365,9 +376,23 @@ func (s *sender) flush() error {
 }
 
 // run sends every block and returns when the last one is acknowledged.
+// When everything but the last block was acknowledged, a transfer that
+// then fails ends with ErrUnacknowledged wrapping the reason.
 func (s *sender) run() error {
-	last := s.size/int64(s.blk) + 1 // the last block is short, maybe empty
-	base := int64(1)                // first unacknowledged block
+	err := s.send()
+	if err != nil && s.high == s.last() && s.acked == s.last()-1 && (errors.Is(err, ErrTimeout) || errors.Is(err, unix.ECONNREFUSED)) {
+		return fmt.Errorf("%w: %w", ErrUnacknowledged, err)
+	}
+	return err
+}
+
+// last is the number of the last block, which is short, maybe empty.
+func (s *sender) last() int64 { return s.size/int64(s.blk) + 1 }
+
+// send is run without the classification of the end.
+func (s *sender) send() error {
+	last := s.last()
+	base := int64(1) // first unacknowledged block
 	tries := 0
 	// dupResend allows one window resend on a duplicate ACK per window
 	// sent for progress or timeout: a lost first block in a window shows
@@ -422,6 +447,7 @@ func (s *sender) run() error {
 					}
 					if k >= base {
 						base, tries, dupResend = k+1, 0, true
+						s.acked = k
 						break wait
 					}
 					// k == base-1: a duplicate ACK.
