@@ -87,6 +87,27 @@ func (m *meteredStore) Put(ctx context.Context, kind, key string, value []byte, 
 	return rev, err
 }
 
+func (m *meteredStore) PutBatch(ctx context.Context, ops []store.PutOp) []error {
+	start := time.Now()
+	errs := m.Store.PutBatch(ctx, ops)
+	m.observe("put_batch", batchKind(ops), start, errors.Join(errs...))
+	return errs
+}
+
+// batchKind names a batch's kind for the metrics: its ops' kind, or
+// "mixed".
+func batchKind(ops []store.PutOp) string {
+	if len(ops) == 0 {
+		return ""
+	}
+	for _, op := range ops[1:] {
+		if op.Kind != ops[0].Kind {
+			return "mixed"
+		}
+	}
+	return ops[0].Kind
+}
+
 func (m *meteredStore) Delete(ctx context.Context, kind, key string, want int64) error {
 	start := time.Now()
 	err := m.Store.Delete(ctx, kind, key, want)

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -716,6 +717,17 @@ func (f *failingStore) Put(ctx context.Context, kind, key string, value []byte, 
 		return 0, errors.New("disk full")
 	}
 	return f.Store.Put(ctx, kind, key, value, want, idx)
+}
+
+func (f *failingStore) PutBatch(ctx context.Context, ops []store.PutOp) []error {
+	if f.fail.Load() && slices.ContainsFunc(ops, func(op store.PutOp) bool { return op.Kind == model.KindLeases }) {
+		errs := make([]error, len(ops))
+		for i := range errs {
+			errs[i] = errors.New("disk full")
+		}
+		return errs
+	}
+	return f.Store.PutBatch(ctx, ops)
 }
 
 // TestNoAckWithoutDurableLease: while lease writes fail, udhcpc gets

@@ -195,35 +195,36 @@ func (a *Allocator) writeBatch(batch []*commit) {
 	}
 	a.mu.Unlock()
 
-	// One Put per lease, all at once, so that the store can commit them
-	// together. A bulk-write call would save the goroutines; store.Store
-	// has none.
+	// One PutBatch: every lease of the round in one durable commit.
 	ctx := context.Background() // a write whose memory state changed must complete
-	var wg sync.WaitGroup
+	ops := make([]store.PutOp, 0, len(snaps))
+	opSnap := make([]*snap, 0, len(snaps))
+	buf := make([]byte, 0, 256*len(snaps)) // one allocation for every encoding
 	for _, s := range snaps {
 		if s.err != nil {
 			continue
 		}
-		// Encoding here rather than in the goroutines keeps their stacks
-		// small: a fresh goroutine that grows its stack costs more than
-		// the encoding.
-		b, ok := appendLeaseJSON(make([]byte, 0, 256), &s.ml)
+		start := len(buf)
+		b, ok := appendLeaseJSON(buf, &s.ml)
 		if !ok {
-			var err error
-			if b, err = json.Marshal(&s.ml); err != nil {
+			j, err := json.Marshal(&s.ml)
+			if err != nil {
 				s.err = fmt.Errorf("encode lease %s: %w", s.ml.Addr, err)
 				continue
 			}
+			b = append(buf[:start], j...)
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if _, err := a.st.Put(ctx, model.KindLeases, s.ml.Addr, b, store.AnyRevision, nil); err != nil {
-				s.err = fmt.Errorf("store lease %s: %w", s.ml.Addr, err)
-			}
-		}()
+		buf = b
+		ops = append(ops, store.PutOp{Kind: model.KindLeases, Key: s.ml.Addr, Value: buf[start:len(buf):len(buf)], Want: store.AnyRevision})
+		opSnap = append(opSnap, s)
 	}
-	wg.Wait()
+	if len(ops) > 0 {
+		for i, err := range a.st.PutBatch(ctx, ops) {
+			if err != nil {
+				opSnap[i].err = fmt.Errorf("store lease %s: %w", opSnap[i].ml.Addr, err)
+			}
+		}
+	}
 
 	a.mu.Lock()
 	a.rounds++

@@ -56,18 +56,17 @@
 // A group-commit writer (one goroutine, alive while there is work) takes
 // every write queued so far, writes each lease once in its latest state
 // (an OFFER followed by its REQUEST costs one write when both are queued
-// before the round starts), in one store transaction where the store
-// allows it (store/bolt's Batch: one commit, two fsyncs), then calls back
+// before the round starts), in one store transaction (Store.PutBatch;
+// store/bolt: one commit, two fsyncs), then calls back
 // and starts over with what queued meanwhile. A commit costs about the
 // same CPU for one lease as for dozens, so rounds start at most once per
 // Config.CommitInterval (10 ms by default), or earlier once 32 writes are
 // queued (which bounds the burst of ACKs that leave together at the end
 // of a round); writes that no reply waits for (offers) alone wait until
 // the oldest is CommitInterval old, so that the REQUEST that follows an
-// OFFER shares its commit. A round itself lasts the store's batch delay
-// (store/bolt: MaxBatchDelay, 2 ms) plus the commit. An ACK therefore
-// leaves about 3-15 ms after its REQUEST, and a crash loses at most the
-// offers of the last ~15 ms.
+// OFFER shares its commit. A round itself lasts one commit (a few ms on
+// an SSD). An ACK therefore leaves about 1-15 ms after its REQUEST, and a
+// crash loses at most the offers of the last ~15 ms.
 // Workers never wait for a disk.
 //
 // If a write fails, the lease in memory is put back to the state the

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -373,6 +374,17 @@ func (f *failingStore) Put(ctx context.Context, kind, key string, value []byte, 
 	return f.Store.Put(ctx, kind, key, value, want, idx)
 }
 
+func (f *failingStore) PutBatch(ctx context.Context, ops []store.PutOp) []error {
+	if f.fail.Load() && slices.ContainsFunc(ops, func(op store.PutOp) bool { return op.Kind == model.KindLeases }) {
+		errs := make([]error, len(ops))
+		for i := range errs {
+			errs[i] = errors.New("disk full")
+		}
+		return errs
+	}
+	return f.Store.PutBatch(ctx, ops)
+}
+
 func TestFailedWriteUndoesBinding(t *testing.T) {
 	ctx := context.Background()
 	st := &failingStore{Store: openStore(t, filepath.Join(t.TempDir(), "ironcast.db"))}
@@ -661,6 +673,15 @@ func (c *countingStore) Put(ctx context.Context, kind, key string, value []byte,
 		c.puts.Add(1)
 	}
 	return c.Store.Put(ctx, kind, key, value, want, idx)
+}
+
+func (c *countingStore) PutBatch(ctx context.Context, ops []store.PutOp) []error {
+	for _, op := range ops {
+		if op.Kind == model.KindLeases {
+			c.puts.Add(1)
+		}
+	}
+	return c.Store.PutBatch(ctx, ops)
 }
 
 // TestOfferAndAckShareOneWrite: an offer is written behind and held back

@@ -13,6 +13,14 @@ import (
 	"io"
 )
 
+// PutOp is one write of a PutBatch, with the arguments of Put.
+type PutOp struct {
+	Kind, Key string
+	Value     []byte
+	Want      int64
+	Indexes   map[string][]string
+}
+
 // Revision preconditions for Put and Delete.
 const (
 	// MustNotExist makes Put fail with model.ErrExists if the key exists.
@@ -70,6 +78,14 @@ type Store interface {
 	// another key returns a *model.ConflictError. It returns the new
 	// revision once the write is durable.
 	Put(ctx context.Context, kind, key string, value []byte, want int64, indexes map[string][]string) (int64, error)
+	// PutBatch applies each op as Put would, all in one commit: an op
+	// whose precondition fails or whose arguments are invalid is skipped
+	// with its error and the others are written; ops on the same key apply
+	// in order. It returns one error per op (nil: written) once every
+	// written op is durable. A failed commit fails every op. It is how a
+	// caller with many independent writes (the DHCP lease writer) pays for
+	// one durable commit instead of one per write.
+	PutBatch(ctx context.Context, ops []PutOp) []error
 	// Delete removes (kind, key) if its revision is want (AnyRevision:
 	// unconditional), with its index values. A missing key returns
 	// model.ErrNotFound.

@@ -27,7 +27,10 @@
 // benchmarks only. Batch may run a write function more than once; the
 // functions here recompute everything from the transaction each time, and a
 // failed precondition (ErrExists, ErrConflict) is reported without aborting
-// the other writes of the batch.
+// the other writes of the batch. PutBatch is one transaction of its own,
+// committed at once (no batch delay): a caller that gathers its writes
+// (the DHCP lease writer) pays one commit per gathering, and each op
+// keeps its own precondition as in Batch.
 //
 // # Reads
 //

@@ -20,17 +20,8 @@ import (
 // model.ErrConflict: the object changed (was deleted) since it was read.
 // Empty index values are not indexed.
 func (s *Store) Put(ctx context.Context, kind, key string, value []byte, want int64, indexes map[string][]string) (int64, error) {
-	if err := checkKind(kind); err != nil {
+	if err := checkPut(kind, key, value, want); err != nil {
 		return 0, err
-	}
-	if err := checkKey(key); err != nil {
-		return 0, err
-	}
-	if want < store.AnyRevision {
-		return 0, model.Invalid("revision", "%d is not a revision", want)
-	}
-	if len(value) > bbolt.MaxValueSize-revisionLen {
-		return 0, model.Invalid("value", "is %d bytes, more than %d", len(value), bbolt.MaxValueSize-revisionLen)
 	}
 	idx, err := normIndexes(indexes)
 	if err != nil {
@@ -63,6 +54,84 @@ func (s *Store) Put(ctx context.Context, kind, key string, value []byte, want in
 		return 0, opErr
 	}
 	return rev, nil
+}
+
+// PutBatch implements store.Store: one bbolt transaction, committed (and
+// fsync'ed) once, without Batch's wait for other writers. Invalid ops and
+// failed preconditions are skipped with their error.
+func (s *Store) PutBatch(ctx context.Context, ops []store.PutOp) []error {
+	errs := make([]error, len(ops))
+	idxs := make([][]indexValue, len(ops))
+	valid := 0
+	for i, op := range ops {
+		if errs[i] = checkPut(op.Kind, op.Key, op.Value, op.Want); errs[i] == nil {
+			idxs[i], errs[i] = normIndexes(op.Indexes)
+		}
+		if errs[i] == nil {
+			valid++
+		}
+	}
+	if valid == 0 {
+		return errs
+	}
+	if err := s.check(ctx); err != nil {
+		for i := range errs {
+			if errs[i] == nil {
+				errs[i] = err
+			}
+		}
+		return errs
+	}
+	opErrs := make([]error, len(ops))
+	err := s.db.Update(func(tx *bbolt.Tx) error {
+		evs := make([]store.Event, 0, valid)
+		for i, op := range ops {
+			if errs[i] != nil {
+				continue
+			}
+			ev, opErr, err := put(tx, op.Kind, op.Key, op.Value, op.Want, idxs[i])
+			if err != nil {
+				return fmt.Errorf("put %s %q: %w", op.Kind, op.Key, err)
+			}
+			if opErrs[i] = opErr; opErr == nil {
+				ev.Value = bytes.Clone(ev.Value) // the caller may reuse value once we return
+				evs = append(evs, ev)
+			}
+		}
+		tx.OnCommit(func() {
+			for _, ev := range evs {
+				s.hub.publish(ev)
+			}
+		})
+		return nil
+	})
+	for i := range errs {
+		switch {
+		case errs[i] != nil:
+		case err != nil:
+			errs[i] = fmt.Errorf("put batch of %d: %w", valid, translate(err))
+		default:
+			errs[i] = opErrs[i]
+		}
+	}
+	return errs
+}
+
+// checkPut checks a Put's arguments other than its indexes.
+func checkPut(kind, key string, value []byte, want int64) error {
+	if err := checkKind(kind); err != nil {
+		return err
+	}
+	if err := checkKey(key); err != nil {
+		return err
+	}
+	if want < store.AnyRevision {
+		return model.Invalid("revision", "%d is not a revision", want)
+	}
+	if len(value) > bbolt.MaxValueSize-revisionLen {
+		return model.Invalid("value", "is %d bytes, more than %d", len(value), bbolt.MaxValueSize-revisionLen)
+	}
+	return nil
 }
 
 // put checks every precondition before it writes anything, so that a

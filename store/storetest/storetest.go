@@ -44,6 +44,7 @@ func RunWithOptions(t *testing.T, newStore func(t *testing.T) store.Store, opts 
 		fn   func(t *testing.T, newStore func(t *testing.T) store.Store, opts Options)
 	}{
 		{"PutPreconditions", testPutPreconditions},
+		{"PutBatch", testPutBatch},
 		{"DeletePreconditions", testDeletePreconditions},
 		{"GetAndOwnership", testGet},
 		{"RevisionsAreGlobal", testRevisions},
@@ -1013,5 +1014,74 @@ func testClose(t *testing.T, newStore func(*testing.T) store.Store, _ Options) {
 				t.Errorf("%s after Close succeeded", tt.name)
 			}
 		})
+	}
+}
+
+// testPutBatch: each op of a batch is checked on its own (the failed ones
+// are skipped, the others written), ops apply in order (a later op sees
+// an earlier one's write and index values), and every write is one event
+// in op order.
+func testPutBatch(t *testing.T, newStore func(*testing.T) store.Store, _ Options) {
+	s := newStore(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	const kind = "things"
+	rev := put(t, s, kind, "old", `0`, store.MustNotExist, nil)
+	ch, err := s.Watch(ctx, kind)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mac := map[string][]string{"mac": {"m1"}}
+	ops := []store.PutOp{
+		{Kind: kind, Key: "a", Value: []byte(`1`), Want: store.MustNotExist, Indexes: mac},
+		{Kind: kind, Key: "old", Value: []byte(`x`), Want: store.MustNotExist},            // exists
+		{Kind: kind, Key: "old", Value: []byte(`x`), Want: rev + 100},                     // wrong revision
+		{Kind: kind, Key: "", Value: []byte(`x`), Want: store.AnyRevision},                // invalid key
+		{Kind: kind, Key: "b", Value: []byte(`2`), Want: store.AnyRevision, Indexes: mac}, // m1 is a's now
+		{Kind: kind, Key: "a", Value: []byte(`3`), Want: store.AnyRevision, Indexes: mac}, // a's second write
+		{Kind: kind, Key: "old", Value: []byte(`4`), Want: rev},
+	}
+	errs := s.PutBatch(ctx, ops)
+	if len(errs) != len(ops) {
+		t.Fatalf("PutBatch returned %d errors for %d ops", len(errs), len(ops))
+	}
+	for i, want := range []error{nil, model.ErrExists, model.ErrConflict, nil, errConflictError, nil, nil} {
+		if i == 3 {
+			if model.ValidationErrors(errs[i]) == nil {
+				t.Errorf("op 3 (empty key): %v, want a *model.ValidationError", errs[i])
+			}
+			continue
+		}
+		checkErr(t, fmt.Sprintf("op %d (%s)", i, ops[i].Key), errs[i], want)
+	}
+	if e := get(t, s, kind, "a"); string(e.Value) != `3` {
+		t.Errorf("a = %s, want the batch's last write 3", e.Value)
+	}
+	if e := get(t, s, kind, "old"); string(e.Value) != `4` || e.Revision <= rev {
+		t.Errorf("old = %s at %d, want 4 after revision %d", e.Value, e.Revision, rev)
+	}
+	if _, err := s.Get(ctx, kind, "b"); !errors.Is(err, model.ErrNotFound) {
+		t.Errorf("b, whose index value was taken: %v, want not found", err)
+	}
+	if e, err := s.Lookup(ctx, kind, "mac", "m1"); err != nil || e.Key != "a" {
+		t.Errorf("Lookup(mac m1) = %q, %v; want a", e.Key, err)
+	}
+	if n := count(t, s, kind); n != 2 {
+		t.Errorf("count %d, want 2 (old, a)", n)
+	}
+	var got []string
+	for range 3 {
+		ev := recv(t, ch)
+		got = append(got, fmt.Sprintf("%s %s=%s", ev.Type, ev.Key, ev.Value))
+	}
+	if diff := cmp.Diff(got, []string{"created a=1", "updated a=3", "updated old=4"}); diff != "" {
+		t.Errorf("events (-got +want):\n%s", diff)
+	}
+	// A batch of only failing ops writes nothing and raises no event.
+	if errs := s.PutBatch(ctx, ops[1:2]); !errors.Is(errs[0], model.ErrExists) {
+		t.Errorf("lone failing op: %v, want ErrExists", errs[0])
+	}
+	if errs := s.PutBatch(ctx, nil); len(errs) != 0 {
+		t.Errorf("empty batch: %d errors", len(errs))
 	}
 }
