@@ -20,6 +20,15 @@
 // (Machine.Address) runs after the reply, in order, on a goroutine of its
 // own.
 //
+// # Packet path
+//
+// Each socket has a reader that takes up to 32 datagrams per recvmmsg(2)
+// and queues them for the workers (Config.Workers), and a sender that
+// sends the replies gathered meanwhile, each to its own destination, with
+// one sendmmsg(2): the ACKs a lease commit releases together, or the
+// OFFERs of a busy moment, cost one system call. A reply that the kernel
+// refuses is counted (reason "send_error") without holding up the rest.
+//
 // # Ping check
 //
 // For a subnet with PingCheck (off by default), an OFFER of an address

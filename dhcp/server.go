@@ -119,6 +119,23 @@ type conn struct {
 	uc   *net.UDPConn
 	link *link
 	port int
+	out  outbox
+}
+
+// outbox holds the replies waiting to leave through one socket. Whoever
+// decides a reply (a worker, the lease writer's commit callback, a ping
+// check) appends it and goes on; the socket's sender goroutine sends what
+// has gathered with one sendmmsg, so that a burst (the ACKs one lease
+// commit releases, the OFFERs of one read batch) costs one system call.
+type outbox struct {
+	mu   sync.Mutex
+	q    []outgoing
+	wake chan struct{}
+}
+
+type outgoing struct {
+	res   *result
+	start time.Time
 }
 
 type packet struct {
@@ -178,7 +195,7 @@ func New(cfg Config) (*Server, error) {
 			if err != nil {
 				return nil, err
 			}
-			s.conns = append(s.conns, &conn{uc: uc, link: l, port: port})
+			s.conns = append(s.conns, &conn{uc: uc, link: l, port: port, out: outbox{wake: make(chan struct{}, 1)}})
 		}
 	}
 	if err := s.refreshAddrs(); err != nil {
@@ -271,6 +288,14 @@ func (s *Server) close() {
 // called once.
 func (s *Server) Serve(ctx context.Context) error {
 	defer s.close()
+	writers := make([]*batchWriter, len(s.conns))
+	for i, c := range s.conns {
+		rc, err := c.uc.SyscallConn()
+		if err != nil {
+			return fmt.Errorf("dhcp send %s port %d: %w", c.link.name, c.port, err)
+		}
+		writers[i] = newBatchWriter(rc)
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	// Requests in hand finish even when ctx ends, so that an ACK being
 	// written is either sent or not, never half done.
@@ -281,6 +306,15 @@ func (s *Server) Serve(ctx context.Context) error {
 		defer close(boundDone)
 		s.boundLoop(wctx, boundStop)
 	}()
+	senderStop := make(chan struct{})
+	var senders sync.WaitGroup
+	for i, c := range s.conns {
+		senders.Add(1)
+		go func() {
+			defer senders.Done()
+			s.sendLoop(c, writers[i], senderStop)
+		}()
+	}
 	var readers sync.WaitGroup
 	for _, c := range s.conns {
 		readers.Add(1)
@@ -330,6 +364,8 @@ func (s *Server) Serve(ctx context.Context) error {
 	close(s.queue)
 	workers.Wait()
 	s.inflight.Wait()
+	close(senderStop)
+	senders.Wait()
 	close(boundStop)
 	<-boundDone
 	if ctx.Err() != nil {
@@ -468,11 +504,68 @@ func (s *Server) probe(ctx context.Context, data []byte, c *conn, src netip.Addr
 	})
 }
 
-// send writes the reply, then counts it, publishes its event and queues
-// OnBound. It runs on a worker or on the Leases' writer: it never blocks
-// on more than the socket.
+// send queues the reply on its socket's outbox. It runs on a worker, the
+// Leases' writer or a ping check and never blocks on the socket.
 func (s *Server) send(c *conn, res *result, start time.Time) {
-	if _, err := c.uc.WriteToUDPAddrPort(res.data, res.dst); err != nil {
+	c.out.mu.Lock()
+	c.out.q = append(c.out.q, outgoing{res: res, start: start})
+	first := len(c.out.q) == 1
+	c.out.mu.Unlock()
+	if first {
+		select {
+		case c.out.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// sendLoop sends c's queued replies, up to writeBatch per system call,
+// until stop is closed and the outbox is empty. After each batch it
+// counts the replies, publishes their events and queues OnBound.
+func (s *Server) sendLoop(c *conn, w *batchWriter, stop <-chan struct{}) {
+	var (
+		q     []outgoing
+		datas [writeBatch][]byte
+		dsts  [writeBatch]netip.AddrPort
+		errs  [writeBatch]error
+	)
+	for {
+		c.out.mu.Lock()
+		q, c.out.q = c.out.q, q[:0]
+		c.out.mu.Unlock()
+		if len(q) == 0 {
+			select {
+			case <-c.out.wake:
+				continue
+			case <-stop:
+				c.out.mu.Lock()
+				n := len(c.out.q)
+				c.out.mu.Unlock()
+				if n == 0 {
+					return
+				}
+				continue
+			}
+		}
+		for off := 0; off < len(q); off += writeBatch {
+			part := q[off:min(off+writeBatch, len(q))]
+			for i, o := range part {
+				datas[i], dsts[i] = o.res.data, o.res.dst
+			}
+			_ = w.write(datas[:len(part)], dsts[:len(part)], errs[:len(part)])
+			for i, o := range part {
+				s.sent(c, o.res, o.start, errs[i])
+			}
+		}
+		clear(q)
+		clear(datas[:])
+	}
+}
+
+// sent accounts for one reply after its send: counts it (or the failure),
+// publishes its event and queues OnBound.
+func (s *Server) sent(c *conn, res *result, start time.Time, err error) {
+	if err != nil {
 		s.m.dropped(dropSendError)
 		s.cfg.Logger.Debug("dhcp reply not sent", "iface", c.link.name, "dst", res.dst, "err", err)
 		return
