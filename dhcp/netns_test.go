@@ -4,16 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -24,6 +21,7 @@ import (
 	"github.com/ironcast/ironcast/ipam"
 	"github.com/ironcast/ironcast/model"
 	"github.com/ironcast/ironcast/store"
+	"github.com/ironcast/ironcast/store/storetest"
 	"github.com/ironcast/ironcast/store/bolt"
 	"github.com/ironcast/ironcast/test/testenv"
 	"github.com/prometheus/client_golang/prometheus"
@@ -706,30 +704,6 @@ func TestPingCheckSkipsAddressInUse(t *testing.T) {
 	}
 }
 
-// failingStore fails lease writes while fail is set.
-type failingStore struct {
-	store.Store
-	fail atomic.Bool
-}
-
-func (f *failingStore) Put(ctx context.Context, kind, key string, value []byte, want int64, idx map[string][]string) (int64, error) {
-	if kind == model.KindLeases && f.fail.Load() {
-		return 0, errors.New("disk full")
-	}
-	return f.Store.Put(ctx, kind, key, value, want, idx)
-}
-
-func (f *failingStore) PutBatch(ctx context.Context, ops []store.PutOp) []error {
-	if f.fail.Load() && slices.ContainsFunc(ops, func(op store.PutOp) bool { return op.Kind == model.KindLeases }) {
-		errs := make([]error, len(ops))
-		for i := range errs {
-			errs[i] = errors.New("disk full")
-		}
-		return errs
-	}
-	return f.Store.PutBatch(ctx, ops)
-}
-
 // TestNoAckWithoutDurableLease: while lease writes fail, udhcpc gets
 // offers but no ACK, the drops are counted and logged; once writes work
 // again, the same client is acked and the lease is in the store.
@@ -740,8 +714,8 @@ func TestNoAckWithoutDurableLease(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := &failingStore{Store: bst}
-	st.fail.Store(true)
+	st := &storetest.Faulty{Store: bst, Kind: model.KindLeases}
+	st.Fail.Store(true)
 	srv := startServerOn(t, l.srvNS, []string{l.srvIf}, path, st, nil, subnet("rack1", "10.20.0.0/24", "10.20.0.10", "10.20.0.20"))
 	if ev := udhcpcOnce(t, l.cliNS, l.cliIf, "-t", "2"); ev != nil {
 		t.Fatalf("client bound %v while no lease could be stored", ev)
@@ -755,7 +729,7 @@ func TestNoAckWithoutDurableLease(t *testing.T) {
 	if !strings.Contains(srv.logs.String(), "lease write failed") {
 		t.Errorf("no log line says why:\n%s", srv.logs)
 	}
-	st.fail.Store(false)
+	st.Fail.Store(false)
 	ev := udhcpcOnce(t, l.cliNS, l.cliIf)
 	if ev == nil {
 		t.Fatal("no lease once writes work again")

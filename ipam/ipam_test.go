@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net/netip"
 	"path/filepath"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -16,6 +15,7 @@ import (
 	"github.com/ironcast/ironcast/ipam"
 	"github.com/ironcast/ironcast/model"
 	"github.com/ironcast/ironcast/store"
+	"github.com/ironcast/ironcast/store/storetest"
 	"github.com/ironcast/ironcast/store/bolt"
 )
 
@@ -361,33 +361,9 @@ func hex2(v int) string {
 	return string([]byte{"0123456789abcdef"[v>>4&0xf], "0123456789abcdef"[v&0xf]})
 }
 
-// failingStore fails lease writes while fail is set.
-type failingStore struct {
-	store.Store
-	fail atomic.Bool
-}
-
-func (f *failingStore) Put(ctx context.Context, kind, key string, value []byte, want int64, idx map[string][]string) (int64, error) {
-	if kind == model.KindLeases && f.fail.Load() {
-		return 0, errors.New("disk full")
-	}
-	return f.Store.Put(ctx, kind, key, value, want, idx)
-}
-
-func (f *failingStore) PutBatch(ctx context.Context, ops []store.PutOp) []error {
-	if f.fail.Load() && slices.ContainsFunc(ops, func(op store.PutOp) bool { return op.Kind == model.KindLeases }) {
-		errs := make([]error, len(ops))
-		for i := range errs {
-			errs[i] = errors.New("disk full")
-		}
-		return errs
-	}
-	return f.Store.PutBatch(ctx, ops)
-}
-
 func TestFailedWriteUndoesBinding(t *testing.T) {
 	ctx := context.Background()
-	st := &failingStore{Store: openStore(t, filepath.Join(t.TempDir(), "ironcast.db"))}
+	st := &storetest.Faulty{Store: openStore(t, filepath.Join(t.TempDir(), "ironcast.db")), Kind: model.KindLeases}
 	if err := store.Create(ctx, st, testSubnet()); err != nil {
 		t.Fatal(err)
 	}
@@ -400,7 +376,7 @@ func TestFailedWriteUndoesBinding(t *testing.T) {
 		r.Requested, r.ServerID = netip.MustParseAddr("10.20.0.10"), link[0]
 		return r
 	}
-	st.fail.Store(true)
+	st.Fail.Store(true)
 	d, err := a.Request(ctx, sel("52:54:00:00:00:01"))
 	if err != nil || d.Action != dhcp.ActionAck {
 		t.Fatalf("request: %v %v", err, d.Action)
@@ -412,7 +388,7 @@ func TestFailedWriteUndoesBinding(t *testing.T) {
 		t.Fatalf("store after failed write: %v, want not found", err)
 	}
 	// The binding was undone: another client may take the address.
-	st.fail.Store(false)
+	st.Fail.Store(false)
 	d, err = a.Request(ctx, sel("52:54:00:00:00:02"))
 	if err != nil || d.Action != dhcp.ActionAck {
 		t.Fatalf("second client: %v %v %s, want ack", err, d.Action, d.Reason)
@@ -425,13 +401,13 @@ func TestFailedWriteUndoesBinding(t *testing.T) {
 		t.Fatalf("stored lease %+v (%v), want bound to the second client", l, err)
 	}
 	// A renewal whose write fails leaves the stored expiry in memory too.
-	st.fail.Store(true)
+	st.Fail.Store(true)
 	r := req("52:54:00:00:00:02")
 	r.ClientAddr = netip.MustParseAddr("10.20.0.10")
 	if d, err = a.Request(ctx, r); err != nil || durable(d) == nil {
 		t.Fatalf("renewal with a failing store: %v, want a failed commit", err)
 	}
-	st.fail.Store(false)
+	st.Fail.Store(false)
 	if err := a.Release(ctx, r); err != nil {
 		t.Fatalf("release after failed renewal: %v (binding lost)", err)
 	}

@@ -27,7 +27,10 @@
 # socket after the server sent them; they count as drops. oth% is the
 # share of CPU0 that other processes took during the step. A failed step
 # with ovf or oth% above MAXOTHER (20) is retried (TRIES, 3, in all), the
-# same for every server. Servers and perfdhcp run at nice $NICE (default
+# same for every server. cli% is how busy perfdhcp's core (CPU1) was: near
+# 100 the client, not the server, sets the highest rate (on the 2-core
+# machine this was written on perfdhcp saturates its core at about
+# 10,000 DORA/s, whichever server answers). Servers and perfdhcp run at nice $NICE (default
 # -10) to suffer less from other load; every server gets the same.
 #
 #   test/bench/dhcp/run.sh            # full run (REPS=3, ~20 minutes)
@@ -144,6 +147,7 @@ stop_server() {
 ticks() { awk '{print $14+$15}' /proc/$SP/stat; }
 # busy0: CPU0's busy ticks (user, nice, system, irq, softirq, steal).
 busy0() { awk '/^cpu0 /{print $2+$3+$4+$7+$8+$9}' /proc/stat; }
+busy1() { awk '/^cpu1 /{print $2+$3+$4+$7+$8+$9}' /proc/stat; }
 # ovf: UDP datagrams dropped by full receive buffers in namespace C.
 ovf() { ip netns exec $C awk '/^Udp:/{n++; if (n==1) for (i=1;i<=NF;i++) h[i]=$i; else for (i=1;i<=NF;i++) if (h[i]=="RcvbufErrors") print $i}' /proc/net/snmp; }
 
@@ -153,12 +157,13 @@ perf() {
 	local rate=$1 clients=$2
 	shift 2
 	local t0 t1 o0 c0 c1 w0 w1
-	t0=$(ticks) o0=$(ovf) c0=$(busy0) w0=$(date +%s%N)
+	t0=$(ticks) o0=$(ovf) c0=$(busy0) d0=$(busy1) w0=$(date +%s%N)
 	OUT=$(ip netns exec $C nice -n $NICE taskset -c 1 perfdhcp -4 -r "$rate" -R "$clients" -p "$DUR" -W 500000 \
 		-l $RELAY "$@" $SRV 2>&1) || true
-	t1=$(ticks) c1=$(busy0) w1=$(date +%s%N)
+	t1=$(ticks) c1=$(busy0) d1=$(busy1) w1=$(date +%s%N)
 	OVF=$(($(ovf) - o0))
 	# OTHER: % of CPU0 used by other processes during the run.
+	CLI=$(awk -v c=$((d1 - d0)) -v w=$((w1 - w0)) -v k=$CLK 'BEGIN{printf "%.0f", c*100/(w/1e9*k)}')
 	OTHER=$(awk -v c=$((c1 - c0 - (t1 - t0))) -v w=$((w1 - w0)) -v k=$CLK 'BEGIN{o=c*100/(w/1e9*k); if (o<0) o=0; printf "%.0f", o}')
 	SENT=$(awk '/^sent packets:/{print $3; exit}' <<<"$OUT")
 	DONE=$(awk '/^received packets:/{n++; if(n==2) print $3}' <<<"$OUT")
@@ -180,7 +185,7 @@ perf() {
 
 echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg) (2 cores; above ~1 the figures are noisy)"
 declare -A BEST US DO RA RUNS
-printf '%-4s %-9s %7s %9s %8s %8s %6s %5s %9s\n' rep server rate sent drop% us/DORA ovf oth% "lat DO/RA ms"
+printf '%-4s %-9s %7s %9s %8s %8s %6s %5s %5s %9s\n' rep server rate sent drop% us/DORA ovf oth% cli% "lat DO/RA ms"
 # The servers climb the ladder together: at each rate every server still
 # in the race runs once (fresh state), so that a burst of load from
 # elsewhere on the machine hits all of them at about the same time. A
@@ -199,7 +204,7 @@ for ((rep = 1; rep <= REPS; rep++)); do
 				start_server $srv
 				perf $r $CLIENTS
 				stop_server
-				printf '%-4s %-9s %7s %9s %8s %8s %6s %5s %9s\n' $rep $srv $r $SENT $DROPPCT $USPER $OVF $OTHER "$LAT_DO/$LAT_RA"
+				printf '%-4s %-9s %7s %9s %8s %8s %6s %5s %5s %9s\n' $rep $srv $r $SENT $DROPPCT $USPER $OVF $OTHER $CLI "$LAT_DO/$LAT_RA"
 				if awk -v p=$DROPPCT 'BEGIN{exit !(p <= 0.1)}' && ((SENT >= r * DUR * 9 / 10)); then
 					b[$srv]=$r u[$srv]=$USPER o[$srv]=$LAT_DO a[$srv]=$LAT_RA
 					next+=("$srv")
