@@ -21,8 +21,8 @@ import (
 	"github.com/ironcast/ironcast/ipam"
 	"github.com/ironcast/ironcast/model"
 	"github.com/ironcast/ironcast/store"
-	"github.com/ironcast/ironcast/store/storetest"
 	"github.com/ironcast/ironcast/store/bolt"
+	"github.com/ironcast/ironcast/store/storetest"
 	"github.com/ironcast/ironcast/test/testenv"
 	"github.com/prometheus/client_golang/prometheus"
 )

@@ -15,8 +15,8 @@ import (
 	"github.com/ironcast/ironcast/ipam"
 	"github.com/ironcast/ironcast/model"
 	"github.com/ironcast/ironcast/store"
-	"github.com/ironcast/ironcast/store/storetest"
 	"github.com/ironcast/ironcast/store/bolt"
+	"github.com/ironcast/ironcast/store/storetest"
 )
 
 // clock is a settable time for lease expiry.

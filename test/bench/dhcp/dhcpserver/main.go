@@ -54,6 +54,7 @@ func run(ctx context.Context, args []string) error {
 	batch := fs.Duration("batch-delay", 0, "bbolt MaxBatchDelay (0 = default)")
 	verbose := fs.Bool("v", false, "debug logs")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile to this file")
+	memprofile := fs.String("memprofile", "", "write an allocation profile to this file at exit")
 	check := fs.Bool("check", false, "check the store and exit: no MAC holds two bound leases")
 	fs.Var(&ifaces, "iface", "interface to serve (repeatable)")
 	fs.Var(&subnets, "subnet", "NAME=CIDR,START,END to create if missing (repeatable)")
@@ -70,6 +71,13 @@ func run(ctx context.Context, args []string) error {
 			return err
 		}
 		defer pprof.StopCPUProfile()
+	}
+	if *memprofile != "" {
+		defer func() {
+			if err := writeAllocProfile(*memprofile); err != nil {
+				fmt.Fprintln(os.Stderr, "memprofile:", err)
+			}
+		}()
 	}
 	level := slog.LevelInfo
 	if *verbose {
@@ -163,4 +171,17 @@ func logCounters(log *slog.Logger, reg *prometheus.Registry) {
 			}
 		}
 	}
+}
+
+// writeAllocProfile writes the allocation profile to path.
+func writeAllocProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
