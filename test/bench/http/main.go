@@ -11,17 +11,13 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
-	"path/filepath"
-	"sync"
-	"sync/atomic"
 
 	"github.com/ironcast/ironcast/model"
 	"github.com/ironcast/ironcast/store"
-	"github.com/ironcast/ironcast/store/bolt"
+	"github.com/ironcast/ironcast/test/bench/benchseed"
 )
 
 func main() {
@@ -40,16 +36,10 @@ func MAC(i int) string {
 }
 
 func run(dir string, n int) error {
-	if dir == "" {
-		return errors.New("--data-dir is required")
-	}
 	if n > 1<<24 {
 		return fmt.Errorf("at most %d machines", 1<<24)
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	st, err := bolt.Open(filepath.Join(dir, "ironcast.db"), &bolt.Options{NoSync: true})
+	st, err := benchseed.Open(dir)
 	if err != nil {
 		return err
 	}
@@ -71,41 +61,17 @@ func run(dir string, n int) error {
 			return fmt.Errorf("create %s %s: %w", o.Kind(), o.Key(), err)
 		}
 	}
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	errc := make(chan error, 1)
-	for range 64 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= n {
-					return
-				}
-				m := &model.Machine{
-					Name: fmt.Sprintf("node-%06d", i), HardwareAddrs: []string{MAC(i)},
-					Address: fmt.Sprintf("10.%d.%d.%d", 100+i>>16&0x3f, i>>8&0xff, i&0xff), Arch: model.ArchAMD64,
-					BootEnv: model.BootEnvDiscovery, Profiles: []string{fmt.Sprintf("rack-%d", i%10)},
-					Params: map[string]any{"role": "worker", "index": i},
-				}
-				if err := store.Create(ctx, st, m); err != nil {
-					select {
-					case errc <- fmt.Errorf("create machine %d: %w", i, err):
-					default:
-					}
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	select {
-	case err := <-errc:
+	c, err := benchseed.Machines(ctx, st, n, 64, func(i int) *model.Machine {
+		return &model.Machine{
+			Name: fmt.Sprintf("node-%06d", i), HardwareAddrs: []string{MAC(i)},
+			Address: fmt.Sprintf("10.%d.%d.%d", 100+i>>16&0x3f, i>>8&0xff, i&0xff), Arch: model.ArchAMD64,
+			BootEnv: model.BootEnvDiscovery, Profiles: []string{fmt.Sprintf("rack-%d", i%10)},
+			Params: map[string]any{"role": "worker", "index": i},
+		}
+	})
+	if err != nil {
 		return err
-	default:
 	}
-	c, err := st.Count(ctx, model.KindMachines)
 	fmt.Printf("seeded %d machines\n", c)
-	return err
+	return nil
 }
