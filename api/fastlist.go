@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 
@@ -66,6 +68,51 @@ func (s *Server) listRaw(w http.ResponseWriter, r *http.Request, kind string, lq
 	if err != nil {
 		return true, err
 	}
+	return true, writeRaw(w, parts, revs, total)
+}
+
+// listRawFiltered serves a filtered list that needs no sort from the
+// stored JSON: each object is decoded on its own, tested and dropped
+// unless it is on the page, and the page is written as stored. Memory
+// then holds one object and the page, not every object of the kind (a
+// filter over 100,000 machines would otherwise hold all of them decoded
+// at once). It reports whether it served the request.
+func (s *Server) listRawFiltered(w http.ResponseWriter, r *http.Request, kind string, lq *listQuery, decode bool) (bool, error) {
+	rl, ok := s.backend.(RawLister)
+	if !ok || !rawKinds[kind] || decode || len(lq.filters) == 0 || lq.sort != nil || lq.reverse || s.indexedQuery(kind, lq) {
+		return false, nil
+	}
+	var (
+		parts [][]byte
+		revs  []int64
+		total int
+	)
+	_, err := rl.ListRaw(r.Context(), kind, 0, -1, func(raw []byte, rev int64) error {
+		obj := model.New(kind)
+		if err := json.Unmarshal(raw, obj); err != nil {
+			return fmt.Errorf("decode %s: %w", kind, err)
+		}
+		obj.GetMeta().Revision = rev
+		if !lq.match(obj) {
+			return nil
+		}
+		total++
+		if total <= lq.offset || (lq.limit >= 0 && len(parts) >= lq.limit) {
+			return nil
+		}
+		parts = append(parts, bytes.TrimSpace(raw))
+		revs = append(revs, rev)
+		return nil
+	})
+	if err != nil {
+		return true, err
+	}
+	return true, writeRaw(w, parts, revs, total)
+}
+
+// writeRaw writes stored objects as a JSON array, each with its revision,
+// and total in X-Total-Count.
+func writeRaw(w http.ResponseWriter, parts [][]byte, revs []int64, total int) error {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.Header().Set("X-Total-Count", strconv.Itoa(total))
@@ -80,7 +127,7 @@ func (s *Server) listRaw(w http.ResponseWriter, r *http.Request, kind string, lq
 		parts[i] = nil // let the collector take what is already sent
 	}
 	bw.WriteString("]\n")
-	return true, bw.Flush()
+	return bw.Flush()
 }
 
 // writeWithRevision writes a stored object (a JSON object written without
@@ -104,9 +151,9 @@ func writeWithRevision(w *bufio.Writer, raw []byte, rev int64, num []byte) []byt
 // candidates returns the objects a list query can match: through a unique
 // index when the query is one value of an indexed field, else all.
 func (s *Server) candidates(ctx context.Context, kind string, lq *listQuery) ([]model.Object, error) {
-	if il, ok := s.backend.(IndexLookup); ok && len(lq.filters) == 1 {
+	if il, ok := s.backend.(IndexLookup); ok && s.indexedQuery(kind, lq) {
 		f := lq.filters[0]
-		if idx, ok := indexedFields[kind][f.path[0]]; ok && len(f.path) == 1 && len(f.values) == 1 {
+		if idx, ok := indexedFields[kind][f.path[0]]; ok {
 			obj, err := il.LookupBy(ctx, kind, idx, f.values[0])
 			if errors.Is(err, model.ErrNotFound) {
 				return nil, nil
@@ -118,4 +165,15 @@ func (s *Server) candidates(ctx context.Context, kind string, lq *listQuery) ([]
 		}
 	}
 	return s.backend.List(ctx, kind)
+}
+
+// indexedQuery reports whether lq is one value of one indexed field, which
+// candidates answers with an index lookup.
+func (s *Server) indexedQuery(kind string, lq *listQuery) bool {
+	if _, ok := s.backend.(IndexLookup); !ok || len(lq.filters) != 1 {
+		return false
+	}
+	f := lq.filters[0]
+	_, ok := indexedFields[kind][f.path[0]]
+	return ok && len(f.path) == 1 && len(f.values) == 1
 }

@@ -13,8 +13,9 @@ import (
 )
 
 // TestFastPathsMatchTheGeneralPath checks that a plain list (served from
-// the stored JSON) and an indexed filter (served by a lookup) answer
-// exactly what the general decode-filter-sort path answers.
+// the stored JSON), an indexed filter (served by a lookup) and a filter
+// without sort (decoded one object at a time, the page written as stored)
+// answer exactly what the general decode-filter-sort path answers.
 func TestFastPathsMatchTheGeneralPath(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
@@ -49,6 +50,16 @@ func TestFastPathsMatchTheGeneralPath(t *testing.T) {
 		{"by unknown MAC", url.Values{"HardwareAddrs": {"52:54:00:00:0f:99"}}, url.Values{"HardwareAddrs": {"52:54:00:00:0f:99"}, "sort": {"Name"}}, 0, 0},
 		{"by address", url.Values{"Address": {"10.9.0.15"}}, url.Values{"Address": {"10.9.0.15"}, "sort": {"Name"}}, 1, 1},
 		{"by name", url.Values{"Name": {"f07"}}, url.Values{"Name": {"f07"}, "sort": {"Name"}}, 1, 1},
+		// Filters without an index: decoded one at a time, page kept raw.
+		{"by param", url.Values{"param.n": {"3", "4", "9"}}, url.Values{"param.n": {"3", "4", "9"}, "sort": {"UUID"}}, 3, 3},
+		{"by param, paged", url.Values{"param.n": {"3", "4", "9"}, "offset": {"1"}, "limit": {"1"}},
+			url.Values{"param.n": {"3", "4", "9"}, "sort": {"UUID"}, "offset": {"1"}, "limit": {"1"}}, 3, 1},
+		{"by field and param", url.Values{"State": {"discovered"}, "param.n": {"2"}}, url.Values{"State": {"discovered"}, "param.n": {"2"}, "sort": {"UUID"}}, 1, 1},
+		{"by state, paged", url.Values{"State": {"discovered"}, "limit": {"5"}}, url.Values{"State": {"discovered"}, "sort": {"UUID"}, "limit": {"5"}}, 12, 5},
+		{"two names (no lookup)", url.Values{"Name": {"f01", "f05"}}, url.Values{"Name": {"f01", "f05"}, "sort": {"UUID"}}, 2, 2},
+		{"two MACs (no lookup)", url.Values{"HardwareAddrs": {"52:54:00:00:0f:01", "52:54:00:00:0f:02"}},
+			url.Values{"HardwareAddrs": {"52:54:00:00:0f:01", "52:54:00:00:0f:02"}, "sort": {"UUID"}}, 2, 2},
+		{"no match", url.Values{"param.n": {"99"}}, url.Values{"param.n": {"99"}, "sort": {"UUID"}}, 0, 0},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

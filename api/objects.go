@@ -139,6 +139,9 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, kind string) error
 	if done, err := s.listRaw(w, r, kind, lq, decode); done {
 		return err
 	}
+	if done, err := s.listRawFiltered(w, r, kind, lq, decode); done {
+		return err
+	}
 	objs, err := s.candidates(r.Context(), kind, lq)
 	if err != nil {
 		return err
