@@ -139,7 +139,7 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, kind string) error
 	if done, err := s.listRaw(w, r, kind, lq, decode); done {
 		return err
 	}
-	if done, err := s.listRawFiltered(w, r, kind, lq, decode); done {
+	if done, err := s.listRawQuery(w, r, kind, lq, decode); done {
 		return err
 	}
 	objs, err := s.candidates(r.Context(), kind, lq)
