@@ -28,7 +28,7 @@ func TestScriptsQuick(t *testing.T) {
 		want []string
 	}{
 		{"core", []string{"N=2000", "REPS=1"}, []string{"bc"},
-			[]string{"list all: median", "get by MAC", "create (durable", "peak"}},
+			[]string{"list all: median", "list ?param.rack=17: median", "list ?sort=Name&reverse=true&limit=10: median", "get by MAC", "create (durable", "peak"}},
 		{"dhcp", []string{"QUICK=1"}, []string{"perfdhcp", "kea-dhcp4", "dnsmasq", "taskset"},
 			[]string{"highest DORA rate", "rate/Kea", "perfdhcp -u:", "after restart:"}},
 		{"tftp", []string{"TFTP_BENCH_QUICK=1"}, []string{"atftp", "dnsmasq", "taskset"},

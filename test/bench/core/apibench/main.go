@@ -95,6 +95,40 @@ func run(endpoint, ca, pwFile string, n, reps, pid int) error {
 	sort.Slice(times, func(i, j int) bool { return times[i] < times[j] })
 	fmt.Printf("list all: median %.3f s over %d runs; server RSS %s MiB\n", times[len(times)/2].Seconds(), reps, b.rss())
 
+	// Lists no index answers: every machine is decoded and tested. A
+	// filter (rack 17 holds machines 680-719) and a sort, checked.
+	rack17 := min(40, max(0, n-680))
+	for _, q := range []struct {
+		path  string
+		total int
+		first string // Name of the first item, if any
+	}{
+		{"/machines?param.rack=17", rack17, ""},
+		{"/machines?sort=Name&reverse=true&limit=10", n, fmt.Sprintf("node-%06d", n-1)},
+	} {
+		var times []time.Duration
+		for range reps {
+			start := time.Now()
+			total, body, err := b.get(q.path)
+			if err != nil {
+				return err
+			}
+			times = append(times, time.Since(start))
+			if total != q.total {
+				return fmt.Errorf("%s: X-Total-Count %d, want %d", q.path, total, q.total)
+			}
+			var items []struct{ Name string }
+			if err := json.Unmarshal(body, &items); err != nil {
+				return fmt.Errorf("%s: %w", q.path, err)
+			}
+			if q.first != "" && (len(items) == 0 || items[0].Name != q.first) {
+				return fmt.Errorf("%s: first item %v, want %s", q.path, items, q.first)
+			}
+		}
+		sort.Slice(times, func(i, j int) bool { return times[i] < times[j] })
+		fmt.Printf("list %s: median %.3f s over %d runs; server peak RSS so far %s MiB\n", strings.TrimPrefix(q.path, "/machines"), times[len(times)/2].Seconds(), reps, b.status("VmHWM"))
+	}
+
 	// Get by MAC: sequential latency, then 16 in parallel.
 	const lookups = 2000
 	macs := make([]string, lookups)
@@ -199,7 +233,10 @@ func (b *bench) parallel(workers int, items []string, fn func(string) error) (fl
 	return float64(len(items)) / time.Since(start).Seconds(), nil
 }
 
-func (b *bench) rss() string {
+func (b *bench) rss() string { return b.status("VmRSS") }
+
+// status reads a kB field of the server's /proc status in MiB.
+func (b *bench) status(field string) string {
 	if b.pid == 0 {
 		return "?"
 	}
@@ -208,7 +245,7 @@ func (b *bench) rss() string {
 		return "?"
 	}
 	for _, line := range strings.Split(string(data), "\n") {
-		if strings.HasPrefix(line, "VmRSS:") {
+		if strings.HasPrefix(line, field+":") {
 			f := strings.Fields(line)
 			kb, _ := strconv.Atoi(f[1])
 			return strconv.Itoa(kb / 1024)
