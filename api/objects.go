@@ -136,10 +136,7 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, kind string) error
 	if err != nil {
 		return err
 	}
-	if done, err := s.listRaw(w, r, kind, lq, decode); done {
-		return err
-	}
-	if done, err := s.listRawQuery(w, r, kind, lq, decode); done {
+	if done, err := s.listStored(w, r, kind, lq, decode); done {
 		return err
 	}
 	objs, err := s.candidates(r.Context(), kind, lq)

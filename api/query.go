@@ -142,45 +142,62 @@ func fieldPath(t reflect.Type, name, param string) ([]string, error) {
 	return segs, nil
 }
 
-// apply filters, sorts and pages objs (which it may reorder) and returns
-// the page and the number of matches before paging.
+// apply filters, sorts and pages objs and returns the page and the number
+// of matches before paging.
 func (lq *listQuery) apply(objs []model.Object) ([]model.Object, int) {
-	if len(lq.filters) > 0 {
-		out := objs[:0:0]
-		for _, o := range objs {
-			if lq.match(o) {
-				out = append(out, o)
-			}
+	var hits []hit
+	for _, o := range objs {
+		if lq.match(o) {
+			hits = append(hits, hit{obj: o, key: lq.sortKey(o)})
 		}
-		objs = out
 	}
+	total := len(hits)
+	hits = lq.arrange(hits)
+	page := make([]model.Object, len(hits))
+	for i, h := range hits {
+		page[i] = h.obj
+	}
+	return page, total
+}
+
+// hit is an object that matched a list query: decoded (obj) or as stored
+// (raw, rev), with its sort key.
+type hit struct {
+	obj model.Object
+	raw []byte
+	rev int64
+	key reflect.Value // invalid when unsorted or missing
+}
+
+// sortKey returns o's value at the sort field, copied out of o so that o
+// itself need not be kept; the zero Value without a sort or a value.
+func (lq *listQuery) sortKey(o model.Object) reflect.Value {
+	if lq.sort == nil {
+		return reflect.Value{}
+	}
+	if vs := leaves(reflect.ValueOf(o), lq.sort); len(vs) > 0 {
+		if k := deref(vs[0]); k.IsValid() {
+			return reflect.ValueOf(k.Interface())
+		}
+	}
+	return reflect.Value{}
+}
+
+// arrange sorts hits by key (stably, so ties keep key order), reverses
+// them if asked and returns the page.
+func (lq *listQuery) arrange(hits []hit) []hit {
 	if lq.sort != nil {
-		keys := make([]reflect.Value, len(objs))
-		idx := make([]int, len(objs))
-		for i, o := range objs {
-			idx[i] = i
-			if vs := leaves(reflect.ValueOf(o), lq.sort); len(vs) > 0 {
-				keys[i] = vs[0]
-			}
-		}
-		sort.SliceStable(idx, func(a, b int) bool { return compare(keys[idx[a]], keys[idx[b]]) < 0 })
-		sorted := make([]model.Object, len(objs))
-		for i, j := range idx {
-			sorted[i] = objs[j]
-		}
-		objs = sorted
+		slices.SortStableFunc(hits, func(a, b hit) int { return compare(a.key, b.key) })
 	}
 	if lq.reverse {
-		objs = slices.Clone(objs)
-		slices.Reverse(objs)
+		slices.Reverse(hits)
 	}
-	total := len(objs)
-	start := min(lq.offset, total)
-	end := total
+	start := min(lq.offset, len(hits))
+	end := len(hits)
 	if lq.limit >= 0 {
-		end = min(start+lq.limit, total)
+		end = min(start+lq.limit, end)
 	}
-	return objs[start:end], total
+	return hits[start:end]
 }
 
 func (lq *listQuery) match(o model.Object) bool {
