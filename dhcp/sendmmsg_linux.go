@@ -54,7 +54,8 @@ func (w *batchWriter) write(datas [][]byte, dsts []netip.AddrPort, errs []error)
 	next := 0
 	err := w.rc.Write(func(fd uintptr) bool {
 		for next < k {
-			r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&w.msgs[next])), uintptr(k-next), unix.MSG_DONTWAIT, 0, 0)
+			// Raw, as in batchReader.read: MSG_DONTWAIT never blocks.
+			r, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&w.msgs[next])), uintptr(k-next), unix.MSG_DONTWAIT, 0, 0)
 			switch e {
 			case 0:
 				next += int(r)
