@@ -30,7 +30,7 @@ func TestScriptsQuick(t *testing.T) {
 		{"core", []string{"N=2000", "REPS=1"}, []string{"bc"},
 			[]string{"list all: median", "list ?param.rack=17: median", "list ?sort=Name&reverse=true&limit=10: median", "get by MAC", "create (durable", "peak"}},
 		{"dhcp", []string{"QUICK=1"}, []string{"perfdhcp", "kea-dhcp4", "dnsmasq", "taskset"},
-			[]string{"highest DORA rate", "rate/Kea", "perfdhcp -u:", "after restart:"}},
+			[]string{"highest DORA rate", "rate/Kea", "ladder driven by dhcpload", "perfdhcp -u:", "dhcpload -unique:", "after restart:"}},
 		{"tftp", []string{"TFTP_BENCH_QUICK=1"}, []string{"atftp", "dnsmasq", "taskset"},
 			[]string{"TFTP benchmark:", "ironcast vs peer", "tftpd-hpa", "atftpd"}},
 		{"http", []string{"HTTPBENCH_QUICK=1"}, []string{"nginx", "wrk", "taskset"},

@@ -2,12 +2,20 @@
 # DHCP benchmark: perfdhcp (relay mode: it sets giaddr and listens on port
 # 67) against ironcast, Kea (memfile) and dnsmasq (with its lease file),
 # each in turn in the same pair of network namespaces, server pinned to
-# CPU0 and perfdhcp to CPU1. For each server it prints the highest DORA
-# rate with at most 0.1 % drops, the server CPU microseconds per DORA at
-# that rate, the average DISCOVER-OFFER and REQUEST-ACK latency, and the
-# ratios to Kea (medians over REPS repetitions, the order of the servers
-# rotated each time); then ironcast's CPU per DORA at 1,000 and 50,000
-# clients and a `perfdhcp -u` address-uniqueness run.
+# CPU0 and the load generator to CPU1. For each server it prints the
+# highest DORA rate with at most 0.1 % drops, the server CPU microseconds
+# per DORA at that rate, the average DISCOVER-OFFER and REQUEST-ACK
+# latency, and the ratios to Kea (medians over REPS repetitions, the order
+# of the servers rotated each time); then ironcast's CPU per DORA at 1,000
+# and 50,000 clients and a `perfdhcp -u` address-uniqueness run.
+#
+# The ladder runs twice, once per load generator (LADDERS): perfdhcp, and
+# dhcpload (./dhcpload, the same relay-mode DORA at a fixed rate, built for
+# this). perfdhcp on one core tops out near 10,000 DORA/s on the 2-core
+# machine this was measured on (cli% 100 while Kea and ironcast both still
+# keep up), so its ladder shows perfdhcp's ceiling, not the servers'.
+# dhcpload costs about a fifth of perfdhcp's CPU per DORA and takes the
+# ladder to where the servers themselves drop.
 #
 # Topology: perfdhcp is a relay in its own namespace C. Its relay address
 # ($RELAY, giaddr, in the served subnet 10.40.0.0/16) sits on C's end of a
@@ -45,6 +53,11 @@ DUR=${DUR:-5}
 CLIENTS=${CLIENTS:-1000}
 SERVERS=${SERVERS:-"kea ironcast dnsmasq"}
 RATES=${RATES:-"50 125 250 500 1000 2000 4000 6000 8000 10000 12000 14000 16000 18000 20000 24000 32000"}
+# The dhcpload ladder's rates (it starts low too, for dnsmasq).
+LOAD_RATES=${LOAD_RATES:-"125 250 500 1000 2000 4000 8000 10000 11000 12000 13000 14000 15000 16000 18000 20000 24000 28000 32000 36000 40000 44000 48000 56000 64000"}
+LADDERS=${LADDERS:-"perfdhcp dhcpload"}
+# The flat-CPU check also runs at this higher rate with dhcpload.
+FLAT_RATE_HIGH=${FLAT_RATE_HIGH:-20000}
 BIG=${BIG:-50000}
 FLAT_RATE=${FLAT_RATE:-4000}
 REPS=${REPS:-3}
@@ -58,7 +71,7 @@ NICE=${NICE:--10}
 # from one thread.
 PERFDHCP_THREADS=${PERFDHCP_THREADS:-single}
 if [[ $QUICK == 1 ]]; then
-	DUR=2 RATES="250 500" BIG=2000 FLAT_RATE=500 REPS=1
+	DUR=2 RATES="250 500" LOAD_RATES="250 500" BIG=2000 FLAT_RATE=500 FLAT_RATE_HIGH=1000 REPS=1
 fi
 SRV=10.50.0.1 RELAY=10.40.0.2
 
@@ -97,7 +110,7 @@ ip -n $S link set $VS up
 ip -n $C link set $VC up
 ip -n $S route add $RELAY/32 via 10.50.0.2
 
-(cd "$ROOT" && go build -o "$WORK/dhcpserver" ./test/bench/dhcp/dhcpserver)
+(cd "$ROOT" && go build -o "$WORK/dhcpserver" ./test/bench/dhcp/dhcpserver && go build -o "$WORK/dhcpload" ./test/bench/dhcp/dhcpload)
 
 cat >"$WORK/kea.json" <<JSON
 {"Dhcp4": {
@@ -159,26 +172,40 @@ busy1() { awk '/^cpu1 /{print $2+$3+$4+$7+$8+$9}' /proc/stat; }
 # ovf: UDP datagrams dropped by full receive buffers in namespace C.
 ovf() { ip netns exec $C awk '/^Udp:/{n++; if (n==1) for (i=1;i<=NF;i++) h[i]=$i; else for (i=1;i<=NF;i++) if (h[i]=="RcvbufErrors") print $i}' /proc/net/snmp; }
 
-# perf RATE CLIENTS [ARGS...]: one perfdhcp run; sets SENT DONE DROPPCT
-# LAT_DO LAT_RA USPER (server CPU µs per completed DORA) NONUNIQ OUT.
+# perf RATE CLIENTS [ARGS...]: one run of the load generator $GEN
+# (perfdhcp or dhcpload; ARGS are its own); sets SENT DONE DROPPCT LAT_DO
+# LAT_RA USPER (server CPU µs per completed DORA) NONUNIQ OVF OTHER CLI
+# OUT.
+GEN=perfdhcp
 perf() {
 	local rate=$1 clients=$2
 	shift 2
 	local t0 t1 o0 c0 c1 w0 w1
 	t0=$(ticks) o0=$(ovf) c0=$(busy0) d0=$(busy1) w0=$(date +%s%N)
-	OUT=$(ip netns exec $C nice -n $NICE taskset -c 1 perfdhcp -4 -g "$PERFDHCP_THREADS" -r "$rate" -R "$clients" -p "$DUR" -W 500000 \
-		-l $RELAY "$@" $SRV 2>&1) || true
+	if [[ $GEN == dhcpload ]]; then
+		OUT=$(ip netns exec $C nice -n $NICE taskset -c 1 "$WORK/dhcpload" -server $SRV -relay $RELAY \
+			-rate "$rate" -clients "$clients" -duration "${DUR}s" -wait 500ms "$@" 2>&1) || true
+	else
+		OUT=$(ip netns exec $C nice -n $NICE taskset -c 1 perfdhcp -4 -g "$PERFDHCP_THREADS" -r "$rate" -R "$clients" -p "$DUR" -W 500000 \
+			-l $RELAY "$@" $SRV 2>&1) || true
+	fi
 	t1=$(ticks) c1=$(busy0) d1=$(busy1) w1=$(date +%s%N)
 	OVF=$(($(ovf) - o0))
 	# OTHER: % of CPU0 used by other processes during the run.
 	CLI=$(awk -v c=$((d1 - d0)) -v w=$((w1 - w0)) -v k=$CLK 'BEGIN{printf "%.0f", c*100/(w/1e9*k)}')
 	OTHER=$(awk -v c=$((c1 - c0 - (t1 - t0))) -v w=$((w1 - w0)) -v k=$CLK 'BEGIN{o=c*100/(w/1e9*k); if (o<0) o=0; printf "%.0f", o}')
-	SENT=$(awk '/^sent packets:/{print $3; exit}' <<<"$OUT")
-	DONE=$(awk '/^received packets:/{n++; if(n==2) print $3}' <<<"$OUT")
-	LAT_DO=$(awk '/^avg delay:/{n++; if(n==1) print $3}' <<<"$OUT")
-	LAT_RA=$(awk '/^avg delay:/{n++; if(n==2) print $3}' <<<"$OUT")
-	NONUNIQ=$(awk '/^non unique addresses:/{s+=$4} END{print s+0}' <<<"$OUT")
-	SENT=${SENT:-0} DONE=${DONE:-0}
+	if [[ $GEN == dhcpload ]]; then
+		kv() { grep -o " $1=[0-9.]*" <<<"$OUT" | cut -d= -f2; }
+		SENT=$(kv discovers) DONE=$(kv acks) LAT_DO=$(kv lat_do_ms) LAT_RA=$(kv lat_ra_ms) NONUNIQ=$(kv nonunique)
+		[[ -n $SENT ]] || echo "run.sh: dhcpload: $OUT" >&2
+	else
+		SENT=$(awk '/^sent packets:/{print $3; exit}' <<<"$OUT")
+		DONE=$(awk '/^received packets:/{n++; if(n==2) print $3}' <<<"$OUT")
+		LAT_DO=$(awk '/^avg delay:/{n++; if(n==1) print $3}' <<<"$OUT")
+		LAT_RA=$(awk '/^avg delay:/{n++; if(n==2) print $3}' <<<"$OUT")
+		NONUNIQ=$(awk '/^non unique addresses:/{s+=$4} END{print s+0}' <<<"$OUT")
+	fi
+	SENT=${SENT:-0} DONE=${DONE:-0} NONUNIQ=${NONUNIQ:-0}
 	if ((SENT > 0)); then
 		DROPPCT=$(awk -v s=$SENT -v d=$DONE 'BEGIN{printf "%.3f", (s-d)*100/s}')
 	else
@@ -192,72 +219,91 @@ perf() {
 }
 
 echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg) (2 cores; above ~1 the figures are noisy)"
-declare -A BEST US DO RA RUNS
-printf '%-4s %-9s %7s %9s %8s %8s %6s %5s %5s %9s\n' rep server rate sent drop% us/DORA ovf oth% cli% "lat DO/RA ms"
-# The servers climb the ladder together: at each rate every server still
-# in the race runs once (fresh state), so that a burst of load from
-# elsewhere on the machine hits all of them at about the same time. A
-# server leaves the race at its first rate with more than 0.1 % drops.
-read -ra ORDER <<<"$SERVERS"
-for ((rep = 1; rep <= REPS; rep++)); do
-	declare -A b=() u=() o=() a=()
-	active=("${ORDER[@]}")
-	for r in $RATES; do
-		next=()
-		for srv in "${active[@]}"; do
-			# A step that fails while other processes took CPU0 (oth% >
-			# MAXOTHER) or perfdhcp lost replies in its own socket (ovf) is
-			# run again, up to TRIES times in all, for every server alike.
-			for ((try = 1; try <= TRIES; try++)); do
-				start_server $srv
-				perf $r $CLIENTS
-				stop_server
-				printf '%-4s %-9s %7s %9s %8s %8s %6s %5s %5s %9s\n' $rep $srv $r $SENT $DROPPCT $USPER $OVF $OTHER $CLI "$LAT_DO/$LAT_RA"
-				if awk -v p=$DROPPCT 'BEGIN{exit !(p <= 0.1)}' && ((SENT >= r * DUR * 9 / 10)); then
-					b[$srv]=$r u[$srv]=$USPER o[$srv]=$LAT_DO a[$srv]=$LAT_RA
-					next+=("$srv")
-					break
-				fi
-				((OVF > 0 || OTHER > MAXOTHER)) || break
-			done
-		done
-		((${#next[@]} > 0)) || break
-		active=("${next[@]}")
-	done
-	for srv in "${ORDER[@]}"; do
-		RUNS[$srv]+="${b[$srv]:-0} ${u[$srv]:--} ${o[$srv]:--} ${a[$srv]:--}"$'\n'
-	done
-	ORDER=("${ORDER[@]:1}" "${ORDER[0]}") # rotate
-done
-# Each server's figures come from its median repetition by rate (the
-# lower middle one for an even count), so that they belong together.
-for srv in $SERVERS; do
-	read -r BEST[$srv] US[$srv] DO[$srv] RA[$srv] < <(printf '%s' "${RUNS[$srv]}" | sort -g -k1,1 |
-		awk '{l[NR]=$0} END{print l[int((NR+1)/2)]}')
-done
 
-echo
-echo "load average at end of the ladder: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "highest DORA rate with <= 0.1 % drops, $CLIENTS clients, ${DUR}s per step, median of $REPS (server CPU0, perfdhcp CPU1)"
-printf '%-9s %9s %9s %14s %10s %12s\n' server DORA/s us/DORA "avg DO/RA ms" "rate/Kea" "CPU/Kea"
-for srv in $SERVERS; do
-	rr=- cr=-
-	if [[ -n ${BEST[kea]:-} && ${BEST[kea]} != 0 ]]; then
-		rr=$(awk -v a=${BEST[$srv]} -v b=${BEST[kea]} 'BEGIN{printf "%.2f", a/b}')
-		[[ ${US[$srv]} != - && ${US[kea]} != - ]] && cr=$(awk -v a=${US[$srv]} -v b=${US[kea]} 'BEGIN{printf "%.2f", a/b}')
-	fi
-	printf '%-9s %9s %9s %14s %10s %12s\n' $srv ${BEST[$srv]} ${US[$srv]} "${DO[$srv]}/${RA[$srv]}" $rr $cr
+# ladder GENERATOR RATES: every server climbs RATES driven by GENERATOR
+# and the table of its highest clean rate is printed.
+ladder() {
+	GEN=$1
+	local rates=$2 rep r srv try rr cr
+	local -a ORDER active next
+	local -A BEST US DO RA RUNS
+	echo
+	echo "ladder driven by $GEN"
+	printf '%-4s %-9s %7s %9s %8s %8s %6s %5s %5s %9s\n' rep server rate sent drop% us/DORA ovf oth% cli% "lat DO/RA ms"
+	# The servers climb the ladder together: at each rate every server still
+	# in the race runs once (fresh state), so that a burst of load from
+	# elsewhere on the machine hits all of them at about the same time. A
+	# server leaves the race at its first rate with more than 0.1 % drops.
+	read -ra ORDER <<<"$SERVERS"
+	for ((rep = 1; rep <= REPS; rep++)); do
+		declare -A b=() u=() o=() a=()
+		active=("${ORDER[@]}")
+		for r in $rates; do
+			next=()
+			for srv in "${active[@]}"; do
+				# A step that fails while other processes took CPU0 (oth% >
+				# MAXOTHER) or the generator lost replies in its own socket (ovf) is
+				# run again, up to TRIES times in all, for every server alike.
+				for ((try = 1; try <= TRIES; try++)); do
+					start_server $srv
+					perf $r $CLIENTS
+					stop_server
+					printf '%-4s %-9s %7s %9s %8s %8s %6s %5s %5s %9s\n' $rep $srv $r $SENT $DROPPCT $USPER $OVF $OTHER $CLI "$LAT_DO/$LAT_RA"
+					if awk -v p=$DROPPCT 'BEGIN{exit !(p <= 0.1)}' && ((SENT >= r * DUR * 9 / 10)); then
+						b[$srv]=$r u[$srv]=$USPER o[$srv]=$LAT_DO a[$srv]=$LAT_RA
+						next+=("$srv")
+						break
+					fi
+					((OVF > 0 || OTHER > MAXOTHER)) || break
+				done
+			done
+			((${#next[@]} > 0)) || break
+			active=("${next[@]}")
+		done
+		for srv in "${ORDER[@]}"; do
+			RUNS[$srv]+="${b[$srv]:-0} ${u[$srv]:--} ${o[$srv]:--} ${a[$srv]:--}"$'\n'
+		done
+		ORDER=("${ORDER[@]:1}" "${ORDER[0]}") # rotate
+	done
+	# Each server's figures come from its median repetition by rate (the
+	# lower middle one for an even count), so that they belong together.
+	for srv in $SERVERS; do
+		read -r BEST[$srv] US[$srv] DO[$srv] RA[$srv] < <(printf '%s' "${RUNS[$srv]}" | sort -g -k1,1 |
+			awk '{l[NR]=$0} END{print l[int((NR+1)/2)]}')
+	done
+
+	echo
+	echo "load average at end of the ladder: $(cut -d' ' -f1-3 /proc/loadavg)"
+	echo "highest DORA rate with <= 0.1 % drops, $CLIENTS clients, ${DUR}s per step, median of $REPS (server CPU0, $GEN CPU1)"
+	printf '%-9s %9s %9s %14s %10s %12s\n' server DORA/s us/DORA "avg DO/RA ms" "rate/Kea" "CPU/Kea"
+	for srv in $SERVERS; do
+		rr=- cr=-
+		if [[ -n ${BEST[kea]:-} && ${BEST[kea]} != 0 ]]; then
+			rr=$(awk -v a=${BEST[$srv]} -v b=${BEST[kea]} 'BEGIN{printf "%.2f", a/b}')
+			[[ ${US[$srv]} != - && ${US[kea]} != - ]] && cr=$(awk -v a=${US[$srv]} -v b=${US[kea]} 'BEGIN{printf "%.2f", a/b}')
+		fi
+		printf '%-9s %9s %9s %14s %10s %12s\n' $srv ${BEST[$srv]} ${US[$srv]} "${DO[$srv]}/${RA[$srv]}" $rr $cr
+	done
+}
+
+for g in $LADDERS; do
+	ladder "$g" "$([[ $g == dhcpload ]] && echo "$LOAD_RATES" || echo "$RATES")"
 done
+GEN=perfdhcp
 
 if [[ " $SERVERS " == *" ironcast "* ]]; then
 	echo
-	echo "ironcast CPU per DORA at $FLAT_RATE/s by number of clients (fresh store each)"
-	for n in 1000 $BIG; do
-		start_server ironcast
-		perf $FLAT_RATE $n
-		printf '%7s clients: %s us/DORA, drops %s%% (ovf %s), sent %s\n' $n $USPER $DROPPCT $OVF $SENT
-		stop_server
+	echo "ironcast CPU per DORA by number of clients (fresh store each)"
+	for spec in "perfdhcp $FLAT_RATE" "dhcpload $FLAT_RATE_HIGH"; do
+		read -r GEN rate <<<"$spec"
+		for n in 1000 $BIG; do
+			start_server ironcast
+			perf $rate $n
+			printf '%8s %6s/s %7s clients: %s us/DORA, drops %s%% (ovf %s), sent %s\n' $GEN $rate $n $USPER $DROPPCT $OVF $SENT
+			stop_server
+		done
 	done
+	GEN=perfdhcp
 	echo
 	echo "address uniqueness: perfdhcp -u, each client once (fresh store)"
 	start_server ironcast
@@ -267,6 +313,18 @@ if [[ " $SERVERS " == *" ironcast "* ]]; then
 	stop_server
 	if [[ $NONUNIQ != 0 ]]; then
 		echo "FAIL: perfdhcp found non-unique addresses" >&2
+		exit 1
+	fi
+	# The same check at the higher rate: $BIG clients once each (fewer than
+	# the 65,278 addresses of the range), every acked address compared.
+	GEN=dhcpload
+	start_server ironcast
+	perf $FLAT_RATE_HIGH $BIG -unique
+	printf 'dhcpload -unique: %s DORAs at %s/s, addresses acked to two clients: %s, drops %s%%\n' $DONE $FLAT_RATE_HIGH $NONUNIQ $DROPPCT
+	stop_server
+	GEN=perfdhcp
+	if [[ $NONUNIQ != 0 ]]; then
+		echo "FAIL: dhcpload found addresses acked to two clients" >&2
 		exit 1
 	fi
 fi
