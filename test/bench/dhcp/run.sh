@@ -43,7 +43,7 @@
 # 20,000 on the 2-core machine this was written on. Servers and perfdhcp run at nice $NICE (default
 # -10) to suffer less from other load; every server gets the same.
 #
-#   test/bench/dhcp/run.sh            # full run (REPS=3, ~20 minutes)
+#   test/bench/dhcp/run.sh            # full run (REPS=3, both ladders, ~30 minutes)
 #   QUICK=1 test/bench/dhcp/run.sh    # CI: small size, proves it works
 #   SERVERS="ironcast kea" DUR=10 REPS=1 test/bench/dhcp/run.sh
 set -euo pipefail
