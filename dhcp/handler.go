@@ -258,16 +258,17 @@ var replyPool = sync.Pool{New: func() any {
 	return &dhcpv4.DHCPv4{Options: make(dhcpv4.Options, 16)}
 }}
 
-// releaseReply returns r to the pool once it is encoded; r and its
-// options must not be used after.
-func releaseReply(r *dhcpv4.DHCPv4) {
+// encodeReply returns r's wire form and gives r back to replyPool; r and
+// its options must not be used after.
+func encodeReply(r *dhcpv4.DHCPv4) []byte {
+	b := encode(r)
 	replyPool.Put(r)
+	return b
 }
 
 // newReply starts a reply as RFC 2131 table 3 says: xid, flags, giaddr and
 // chaddr copied; option 82 (RFC 3046) and option 61 (RFC 6842) echoed.
-// The reply comes from replyPool: give it back with releaseReply after
-// encoding it.
+// The reply comes from replyPool: encodeReply gives it back.
 func newReply(req *dhcpv4.DHCPv4, typ dhcpv4.MessageType, sid netip.Addr) *dhcpv4.DHCPv4 {
 	r := replyPool.Get().(*dhcpv4.DHCPv4)
 	opts := r.Options
@@ -346,8 +347,7 @@ func (h *handler) offerOrAck(ctx context.Context, req *dhcpv4.DHCPv4, typ dhcpv4
 	if v, ok := req.Options[optClientUUID]; ok && proxy {
 		r.Options[optClientUUID] = v // PXE spec: proxyDHCP echoes the client GUID
 	}
-	res := &result{data: encode(r), dst: replyDest(req, r, in), commit: d.Commit, typ: typ, mac: lr.MAC}
-	releaseReply(r)
+	res := &result{dst: replyDest(req, typ, in), data: encodeReply(r), commit: d.Commit, typ: typ, mac: lr.MAC}
 	if d.Probe && typ == dhcpv4.MessageTypeOffer && d.Addr.IsValid() {
 		res.probe = d.Addr
 	}
@@ -489,9 +489,7 @@ func (h *handler) pxeBootServer(ctx context.Context, req *dhcpv4.DHCPv4, typ dhc
 	if v, ok := req.Options[optClientUUID]; ok {
 		r.Options[optClientUUID] = v
 	}
-	res := &result{data: encode(r), dst: in.src, typ: dhcpv4.MessageTypeAck}
-	releaseReply(r)
-	return res, nil
+	return &result{data: encodeReply(r), dst: in.src, typ: dhcpv4.MessageTypeAck}, nil
 }
 
 func (h *handler) nak(req *dhcpv4.DHCPv4, d Decision, lr *LeaseRequest, in inbound) (*result, error) {
@@ -505,9 +503,7 @@ func (h *handler) nak(req *dhcpv4.DHCPv4, d Decision, lr *LeaseRequest, in inbou
 		r.SetBroadcast()
 	}
 	ev := h.event("dhcp.nak", lr.Requested, lr, map[string]any{"reason": d.Reason})
-	res := &result{data: encode(r), dst: replyDest(req, r, in), ev: ev, typ: dhcpv4.MessageTypeNak}
-	releaseReply(r)
-	return res, nil
+	return &result{dst: replyDest(req, dhcpv4.MessageTypeNak, in), data: encodeReply(r), ev: ev, typ: dhcpv4.MessageTypeNak}, nil
 }
 
 var broadcast = netip.AddrPortFrom(netip.AddrFrom4([4]byte{255, 255, 255, 255}), clientPort)
@@ -517,11 +513,11 @@ var broadcast = netip.AddrPortFrom(netip.AddrFrom4([4]byte{255, 255, 255, 255}),
 // A client that can receive unicast before it has an address would
 // otherwise get the reply at yiaddr; it is broadcast instead (the server
 // does not write ARP entries), which every client accepts.
-func replyDest(req, resp *dhcpv4.DHCPv4, in inbound) netip.AddrPort {
+func replyDest(req *dhcpv4.DHCPv4, typ dhcpv4.MessageType, in inbound) netip.AddrPort {
 	if g := addr4(req.GatewayIPAddr); g.IsValid() {
 		return netip.AddrPortFrom(g, serverPort)
 	}
-	if resp.MessageType() == dhcpv4.MessageTypeNak {
+	if typ == dhcpv4.MessageTypeNak {
 		return broadcast
 	}
 	if c := addr4(req.ClientIPAddr); c.IsValid() {

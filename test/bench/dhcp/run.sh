@@ -172,17 +172,16 @@ busy1() { awk '/^cpu1 /{print $2+$3+$4+$7+$8+$9}' /proc/stat; }
 # ovf: UDP datagrams dropped by full receive buffers in namespace C.
 ovf() { ip netns exec $C awk '/^Udp:/{n++; if (n==1) for (i=1;i<=NF;i++) h[i]=$i; else for (i=1;i<=NF;i++) if (h[i]=="RcvbufErrors") print $i}' /proc/net/snmp; }
 
-# perf RATE CLIENTS [ARGS...]: one run of the load generator $GEN
+# perf GENERATOR RATE CLIENTS [ARGS...]: one run of the load generator
 # (perfdhcp or dhcpload; ARGS are its own); sets SENT DONE DROPPCT LAT_DO
 # LAT_RA USPER (server CPU µs per completed DORA) NONUNIQ OVF OTHER CLI
 # OUT.
-GEN=perfdhcp
 perf() {
-	local rate=$1 clients=$2
-	shift 2
+	local gen=$1 rate=$2 clients=$3
+	shift 3
 	local t0 t1 o0 c0 c1 w0 w1
 	t0=$(ticks) o0=$(ovf) c0=$(busy0) d0=$(busy1) w0=$(date +%s%N)
-	if [[ $GEN == dhcpload ]]; then
+	if [[ $gen == dhcpload ]]; then
 		OUT=$(ip netns exec $C nice -n $NICE taskset -c 1 "$WORK/dhcpload" -server $SRV -relay $RELAY \
 			-rate "$rate" -clients "$clients" -duration "${DUR}s" -wait 500ms "$@" 2>&1) || true
 	else
@@ -194,7 +193,7 @@ perf() {
 	# OTHER: % of CPU0 used by other processes during the run.
 	CLI=$(awk -v c=$((d1 - d0)) -v w=$((w1 - w0)) -v k=$CLK 'BEGIN{printf "%.0f", c*100/(w/1e9*k)}')
 	OTHER=$(awk -v c=$((c1 - c0 - (t1 - t0))) -v w=$((w1 - w0)) -v k=$CLK 'BEGIN{o=c*100/(w/1e9*k); if (o<0) o=0; printf "%.0f", o}')
-	if [[ $GEN == dhcpload ]]; then
+	if [[ $gen == dhcpload ]]; then
 		kv() { grep -o " $1=[0-9.]*" <<<"$OUT" | cut -d= -f2; }
 		SENT=$(kv discovers) DONE=$(kv acks) LAT_DO=$(kv lat_do_ms) LAT_RA=$(kv lat_ra_ms) NONUNIQ=$(kv nonunique)
 		[[ -n $SENT ]] || echo "run.sh: dhcpload: $OUT" >&2
@@ -223,12 +222,11 @@ echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg) (2 cores; above ~1
 # ladder GENERATOR RATES: every server climbs RATES driven by GENERATOR
 # and the table of its highest clean rate is printed.
 ladder() {
-	GEN=$1
-	local rates=$2 rep r srv try rr cr
+	local gen=$1 rates=$2 rep r srv try rr cr
 	local -a ORDER active next
 	local -A BEST US DO RA RUNS
 	echo
-	echo "ladder driven by $GEN"
+	echo "ladder driven by $gen"
 	printf '%-4s %-9s %7s %9s %8s %8s %6s %5s %5s %9s\n' rep server rate sent drop% us/DORA ovf oth% cli% "lat DO/RA ms"
 	# The servers climb the ladder together: at each rate every server still
 	# in the race runs once (fresh state), so that a burst of load from
@@ -246,7 +244,7 @@ ladder() {
 				# run again, up to TRIES times in all, for every server alike.
 				for ((try = 1; try <= TRIES; try++)); do
 					start_server $srv
-					perf $r $CLIENTS
+					perf $gen $r $CLIENTS
 					stop_server
 					printf '%-4s %-9s %7s %9s %8s %8s %6s %5s %5s %9s\n' $rep $srv $r $SENT $DROPPCT $USPER $OVF $OTHER $CLI "$LAT_DO/$LAT_RA"
 					if awk -v p=$DROPPCT 'BEGIN{exit !(p <= 0.1)}' && ((SENT >= r * DUR * 9 / 10)); then
@@ -274,7 +272,7 @@ ladder() {
 
 	echo
 	echo "load average at end of the ladder: $(cut -d' ' -f1-3 /proc/loadavg)"
-	echo "highest DORA rate with <= 0.1 % drops, $CLIENTS clients, ${DUR}s per step, median of $REPS (server CPU0, $GEN CPU1)"
+	echo "highest DORA rate with <= 0.1 % drops, $CLIENTS clients, ${DUR}s per step, median of $REPS (server CPU0, $gen CPU1)"
 	printf '%-9s %9s %9s %14s %10s %12s\n' server DORA/s us/DORA "avg DO/RA ms" "rate/Kea" "CPU/Kea"
 	for srv in $SERVERS; do
 		rr=- cr=-
@@ -289,26 +287,24 @@ ladder() {
 for g in $LADDERS; do
 	ladder "$g" "$([[ $g == dhcpload ]] && echo "$LOAD_RATES" || echo "$RATES")"
 done
-GEN=perfdhcp
 
 if [[ " $SERVERS " == *" ironcast "* ]]; then
 	echo
 	echo "ironcast CPU per DORA by number of clients (fresh store each)"
 	for spec in "perfdhcp $FLAT_RATE" "dhcpload $FLAT_RATE_HIGH"; do
-		read -r GEN rate <<<"$spec"
+		read -r gen rate <<<"$spec"
 		for n in 1000 $BIG; do
 			start_server ironcast
-			perf $rate $n
-			printf '%8s %6s/s %7s clients: %s us/DORA, drops %s%% (ovf %s), sent %s\n' $GEN $rate $n $USPER $DROPPCT $OVF $SENT
+			perf $gen $rate $n
+			printf '%8s %6s/s %7s clients: %s us/DORA, drops %s%% (ovf %s), sent %s\n' $gen $rate $n $USPER $DROPPCT $OVF $SENT
 			stop_server
 		done
 	done
-	GEN=perfdhcp
 	echo
 	echo "address uniqueness: perfdhcp -u, each client once (fresh store)"
 	start_server ironcast
 	n=$((FLAT_RATE * DUR))
-	perf $FLAT_RATE $((n * 4)) -u -n $n
+	perf perfdhcp $FLAT_RATE $((n * 4)) -u -n $n
 	printf 'perfdhcp -u: %s DORAs, non-unique addresses: %s, drops %s%% (ovf %s)\n' $DONE $NONUNIQ $DROPPCT $OVF
 	stop_server
 	if [[ $NONUNIQ != 0 ]]; then
@@ -317,12 +313,10 @@ if [[ " $SERVERS " == *" ironcast "* ]]; then
 	fi
 	# The same check at the higher rate: $BIG clients once each (fewer than
 	# the 65,278 addresses of the range), every acked address compared.
-	GEN=dhcpload
 	start_server ironcast
-	perf $FLAT_RATE_HIGH $BIG -unique
+	perf dhcpload $FLAT_RATE_HIGH $BIG -unique
 	printf 'dhcpload -unique: %s DORAs at %s/s, addresses acked to two clients: %s, drops %s%%\n' $DONE $FLAT_RATE_HIGH $NONUNIQ $DROPPCT
 	stop_server
-	GEN=perfdhcp
 	if [[ $NONUNIQ != 0 ]]; then
 		echo "FAIL: dhcpload found addresses acked to two clients" >&2
 		exit 1
@@ -342,7 +336,7 @@ if [[ " $SERVERS " == *" ironcast "* ]]; then
 	wait $PP || true
 	"$WORK/dhcpserver" -db "$WORK/ic.db" -check || { echo "FAIL: store check after kill -9" >&2; exit 1; }
 	start_server ironcast_keep
-	perf $FLAT_RATE 100000
+	perf perfdhcp $FLAT_RATE 100000
 	printf 'after restart: %s DORAs, drops %s%%\n' $DONE $DROPPCT
 	stop_server
 	"$WORK/dhcpserver" -db "$WORK/ic.db" -check || { echo "FAIL: store check after kill -9" >&2; exit 1; }

@@ -139,6 +139,7 @@ type gen struct {
 	rmsgs [batch]unix.Mmsghdr
 	riovs [batch]unix.Iovec
 	rctl  [batch][64]byte
+	pfd   [1]unix.PollFd
 }
 
 func newGen(c config) (*gen, error) {
@@ -277,9 +278,7 @@ func (g *gen) loop() error {
 			next := int64(float64(g.discovers) / perNs)
 			wait = min(wait, max(next-now, 0))
 		}
-		ts := unix.NsecToTimespec(wait)
-		fds := []unix.PollFd{{Fd: int32(g.fd), Events: unix.POLLIN}}
-		if _, err := unix.Ppoll(fds, &ts, nil); err != nil && err != unix.EINTR {
+		if err := g.poll(unix.POLLIN, wait); err != nil && err != unix.EINTR {
 			return fmt.Errorf("ppoll: %w", err)
 		}
 	}
@@ -329,14 +328,21 @@ func (g *gen) send(due uint64) error {
 			case 0:
 				off += int(r)
 			case unix.EINTR, unix.EAGAIN, unix.ENOBUFS:
-				fds := []unix.PollFd{{Fd: int32(g.fd), Events: unix.POLLOUT}}
-				_, _ = unix.Ppoll(fds, &unix.Timespec{Nsec: 1e6}, nil)
+				_ = g.poll(unix.POLLOUT, time.Millisecond.Nanoseconds())
 			default:
 				return fmt.Errorf("sendmmsg: %w", e)
 			}
 		}
 	}
 	return nil
+}
+
+// poll waits up to ns nanoseconds for the socket to be ready for events.
+func (g *gen) poll(events int16, ns int64) error {
+	g.pfd[0] = unix.PollFd{Fd: int32(g.fd), Events: events}
+	ts := unix.NsecToTimespec(ns)
+	_, err := unix.Ppoll(g.pfd[:], &ts, nil)
+	return err
 }
 
 // patch writes the xid and the client's MAC (02:xx:xx:xx:xx:xx from its
