@@ -379,6 +379,38 @@ func TestServeLeaseLifecycleWithRealClients(t *testing.T) {
 		}
 		s.waitLease(next, "declined", func(l *lease) bool { return l.State == "declined" && l.Token == "" })
 	})
+
+	// The object commands #3 names, on what the clients above left.
+	t.Run("cli", func(t *testing.T) {
+		if out := s.mustCLI("subnets", "list"); !strings.Contains(out, "rack1") {
+			t.Errorf("subnets list has no rack1:\n%s", out)
+		}
+		if out := s.mustCLI("subnets", "show", "rack1"); !strings.Contains(out, "10.20.0.0/24") {
+			t.Errorf("subnets show rack1:\n%s", out)
+		}
+		s.mustCLI("reservations", "create", `{"Addr":"10.20.0.19","Token":"02:00:00:00:01:19"}`)
+		if out := s.mustCLI("reservations", "list"); !strings.Contains(out, "02:00:00:00:01:19") {
+			t.Errorf("reservations list has no 02:00:00:00:01:19:\n%s", out)
+		}
+		if out := s.mustCLI("reservations", "show", "10.20.0.19"); !strings.Contains(out, "02:00:00:00:01:19") {
+			t.Errorf("reservations show 10.20.0.19:\n%s", out)
+		}
+		ls := s.leases()
+		if len(ls) == 0 {
+			t.Fatal("no leases to show and destroy")
+		}
+		addr := ls[0].Addr
+		if out := s.mustCLI("leases", "show", addr); !strings.Contains(out, addr) {
+			t.Errorf("leases show %s:\n%s", addr, out)
+		}
+		s.mustCLI("leases", "destroy", addr)
+		if s.lease(addr) != nil {
+			t.Errorf("lease %s still listed after leases destroy", addr)
+		}
+		if _, _, code := s.cli("leases", "show", addr); code == 0 {
+			t.Errorf("leases show %s exits 0 after destroy", addr)
+		}
+	})
 }
 
 // perfdhcpRelay builds the topology perfdhcp needs in relay mode: the
