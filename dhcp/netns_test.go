@@ -293,6 +293,35 @@ func TestUdhcpcLeaseRenewRelease(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	if got := srv.counter(t, "ironcast_dhcp_received_total", "type", "release"); got != 1 {
+		t.Errorf("releases received %v, want 1", got)
+	}
+	if got := srv.counter(t, "ironcast_dhcp_sent_total", "type", "offer"); got < 1 {
+		t.Errorf("offers sent %v, want at least 1", got)
+	}
+}
+
+// TestOneProcessServesTwoInterfaces runs one server on two interfaces,
+// each on its own segment with its own subnet: a client on each gets an
+// address from the subnet of the interface its request arrived on.
+func TestOneProcessServesTwoInterfaces(t *testing.T) {
+	testenv.RequireTool(t, "udhcpc")
+	testenv.RequireRoot(t)
+	srvNS, cliA, cliB := testenv.NewNetns(t), testenv.NewNetns(t), testenv.NewNetns(t)
+	srvIfA, cliIfA := testenv.Veth(t, srvNS, "10.21.0.2/24", cliA, "")
+	srvIfB, cliIfB := testenv.Veth(t, srvNS, "10.22.0.2/24", cliB, "")
+	startServer(t, srvNS, []string{srvIfA, srvIfB}, filepath.Join(t.TempDir(), "ironcast.db"), nil,
+		subnet("a", "10.21.0.0/24", "10.21.0.10", "10.21.0.20"), subnet("b", "10.22.0.0/24", "10.22.0.10", "10.22.0.20"))
+	for _, c := range []struct {
+		ns      *testenv.Netns
+		ifc     string
+		ip, sid string
+	}{{cliA, cliIfA, "10.21.0.10", "10.21.0.2"}, {cliB, cliIfB, "10.22.0.10", "10.22.0.2"}} {
+		ev := udhcpcOnce(t, c.ns, c.ifc)
+		if ev == nil || ev["ip"] != c.ip || ev["serverid"] != c.sid {
+			t.Errorf("client on %s bound with %v, want ip %s from server %s", c.ifc, ev, c.ip, c.sid)
+		}
+	}
 }
 
 // TestForgedPXEClients has udhcpc pose as each firmware of FIELD.md and
