@@ -275,6 +275,30 @@ func TestReservations(t *testing.T) {
 	}
 }
 
+// TestInform: a client that has its address configured asks for its
+// options (DHCPINFORM): an ACK decision for the subnet of the link, with
+// the client's reservation when it has one, no lease written, and no
+// subnet for an unknown link.
+func TestInform(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, testSubnet(), &model.Reservation{Addr: "10.20.0.50", Token: "52:54:00:aa:00:01"})
+	d, err := e.a.Inform(ctx, req("52:54:00:aa:00:09"))
+	if err != nil || d.Action != dhcp.ActionAck || d.Subnet == nil || d.Subnet.Name != testSubnet().Name || d.Reservation != nil || d.Addr.IsValid() {
+		t.Fatalf("inform: %v %+v", err, d)
+	}
+	d, err = e.a.Inform(ctx, req("52:54:00:aa:00:01"))
+	if err != nil || d.Reservation == nil || d.Reservation.Addr != "10.20.0.50" {
+		t.Fatalf("inform from a reserved client: %v %+v", err, d)
+	}
+	if ls, err := store.List[model.Lease](ctx, e.st); err != nil || len(ls) != 0 {
+		t.Fatalf("leases after inform: %v %v", ls, err)
+	}
+	_, err = e.a.Inform(ctx, &dhcp.LeaseRequest{MAC: "52:54:00:aa:00:09", Links: []netip.Addr{netip.MustParseAddr("192.0.2.1")}})
+	if !errors.Is(err, dhcp.ErrNoSubnet) {
+		t.Fatalf("inform on an unknown link: %v", err)
+	}
+}
+
 func TestLeasesSurviveRestart(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t, testSubnet())
