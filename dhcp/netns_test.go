@@ -46,6 +46,7 @@ type server struct {
 	srv    *dhcp.Server
 	reg    *prometheus.Registry
 	logs   *logBuf
+	events *eventLog
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -70,7 +71,7 @@ func startServerOn(t *testing.T, ns *testenv.Netns, ifaces []string, path string
 			t.Fatal(err)
 		}
 	}
-	s := &server{ns: ns, ifaces: ifaces, path: path, st: st, reg: prometheus.NewRegistry(), logs: &logBuf{}, cancel: cancel, done: make(chan struct{})}
+	s := &server{ns: ns, ifaces: ifaces, path: path, st: st, reg: prometheus.NewRegistry(), logs: &logBuf{}, events: &eventLog{}, cancel: cancel, done: make(chan struct{})}
 	log := slog.New(slog.NewTextHandler(s.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	alloc, err := ipam.New(ctx, ipam.Config{Store: st, Logger: log})
 	if err != nil {
@@ -78,7 +79,7 @@ func startServerOn(t *testing.T, ns *testenv.Netns, ifaces []string, path string
 	}
 	err = ns.Do(func() error {
 		var err error
-		s.srv, err = dhcp.New(dhcp.Config{Interfaces: ifaces, Leases: alloc, Booter: booter, Logger: log, Registerer: s.reg, Workers: 8})
+		s.srv, err = dhcp.New(dhcp.Config{Interfaces: ifaces, Leases: alloc, Booter: booter, Logger: log, Registerer: s.reg, Notifier: s.events, Workers: 8})
 		return err
 	})
 	if err != nil {
@@ -299,6 +300,40 @@ func TestUdhcpcLeaseRenewRelease(t *testing.T) {
 	if got := srv.counter(t, "ironcast_dhcp_sent_total", "type", "offer"); got < 1 {
 		t.Errorf("offers sent %v, want at least 1", got)
 	}
+	// A retransmitted DISCOVER would get a second offer.
+	if n := srv.events.count("dhcp.offer"); n < 1 {
+		t.Errorf("dhcp.offer events %d, want at least 1", n)
+	}
+	for typ, want := range map[string]int{"dhcp.ack": 2, "dhcp.release": 1} {
+		if n := srv.events.count(typ); n != want {
+			t.Errorf("%s events %d, want %d", typ, n, want)
+		}
+	}
+}
+
+// eventLog is the server's Notifier in these tests: it records the types
+// of the events published.
+type eventLog struct {
+	mu    sync.Mutex
+	types []string
+}
+
+func (e *eventLog) Publish(ev model.Event) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.types = append(e.types, ev.Type)
+}
+
+func (e *eventLog) count(typ string) int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	n := 0
+	for _, t := range e.types {
+		if t == typ {
+			n++
+		}
+	}
+	return n
 }
 
 // TestOneProcessServesTwoInterfaces runs one server on two interfaces,
@@ -677,6 +712,9 @@ func TestDeclineAndExhaustedRange(t *testing.T) {
 	}
 	if !strings.Contains(srv.logs.String(), "address declined") {
 		t.Errorf("no decline log:\n%s", srv.logs)
+	}
+	if n := srv.events.count("dhcp.decline"); n != 1 {
+		t.Errorf("dhcp.decline events %d, want 1", n)
 	}
 	l.cliNS.Run(t, "ip", "addr", "flush", "dev", l.cliIf)
 	l.cliNS.Run(t, "ip", "link", "set", l.cliIf, "address", "02:00:00:00:00:03")
