@@ -33,8 +33,43 @@ type Timelines struct {
 	maxKeys int
 
 	mu    sync.Mutex
-	byKey map[string][]TimelineEntry
-	order []string // keys by first use, for eviction
+	byKey map[string]*timeline
+	order []string          // keys by first use, for eviction
+	types map[string]string // interned event types
+}
+
+// entry is a TimelineEntry as kept: its attributes as JSON (see
+// encodeAttrs) and its type shared with every entry of that type.
+type entry struct {
+	at    time.Time
+	typ   string
+	attrs []byte
+}
+
+func (e entry) public() TimelineEntry {
+	return TimelineEntry{Time: e.at, Type: e.typ, Attrs: decodeAttrs(e.attrs)}
+}
+
+// timeline is one key's entries: appended until it holds perKey, then
+// used as a ring, so that a busy machine's timeline costs no allocation
+// per entry once full.
+type timeline struct {
+	ents []entry
+	next int // once full: the index of the oldest entry
+}
+
+func (t *timeline) add(e entry, max int) {
+	if len(t.ents) < max {
+		t.ents = append(t.ents, e)
+		return
+	}
+	t.ents[t.next] = e
+	t.next = (t.next + 1) % max
+}
+
+// appendTo appends the entries to out, oldest first.
+func (t *timeline) appendTo(out []entry) []entry {
+	return append(append(out, t.ents[t.next:]...), t.ents[:t.next]...)
 }
 
 // Timeline sizes: entries kept per machine (or MAC), and machines kept.
@@ -44,7 +79,7 @@ const (
 )
 
 func newTimelines(s *Service, perKey, maxKeys int) *Timelines {
-	return &Timelines{svc: s, perKey: perKey, maxKeys: maxKeys, byKey: map[string][]TimelineEntry{}}
+	return &Timelines{svc: s, perKey: perKey, maxKeys: maxKeys, byKey: map[string]*timeline{}, types: map[string]string{}}
 }
 
 // Timelines returns the service's machine timelines; feed them with Run.
@@ -67,42 +102,60 @@ func (tl *Timelines) Record(ctx context.Context, ev model.Event) {
 	if !timelineType(ev.Type) {
 		return
 	}
-	key := ""
-	if ev.Kind == model.KindMachines && ev.Key != "" {
-		key = ev.Key
-	} else if mac, _ := ev.Attrs["mac"].(string); mac != "" {
-		key = strings.ToLower(mac)
-	} else if p, _ := ev.Attrs["path"].(string); p != "" && pathKey(p) != "" {
-		key = pathKey(p)
-	} else if client, _ := ev.Attrs["client"].(string); client != "" {
-		if ap, err := netip.ParseAddrPort(client); err == nil {
-			key = tl.svc.macForAddr(ctx, ap.Addr())
-		} else if a, err := netip.ParseAddr(client); err == nil {
-			key = tl.svc.macForAddr(ctx, a)
-		}
-	}
+	key := tl.key(ctx, ev)
 	if key == "" {
 		return
 	}
-	e := TimelineEntry{Time: ev.Time, Type: ev.Type, Attrs: ev.Attrs}
-	if e.Time.IsZero() {
-		e.Time = time.Now().UTC()
+	e := entry{at: ev.Time, attrs: encodeAttrs(ev.Attrs)}
+	if e.at.IsZero() {
+		e.at = time.Now().UTC()
 	}
 	tl.mu.Lock()
 	defer tl.mu.Unlock()
-	list, ok := tl.byKey[key]
+	typ, ok := tl.types[ev.Type]
 	if !ok {
+		typ = strings.Clone(ev.Type)
+		tl.types[typ] = typ
+	}
+	e.typ = typ
+	t := tl.byKey[key]
+	if t == nil {
+		t = &timeline{}
+		tl.byKey[key] = t
 		tl.order = append(tl.order, key)
 		if len(tl.order) > tl.maxKeys {
 			delete(tl.byKey, tl.order[0])
 			tl.order = tl.order[1:]
 		}
 	}
-	list = append(list, e)
-	if len(list) > tl.perKey {
-		list = list[len(list)-tl.perKey:]
+	t.add(e, tl.perKey)
+}
+
+// key names the timeline an event goes to: the machine the event is
+// about, else the MAC it names, else the MAC or machine its boot path
+// names, else the machine or lease behind its client address; "" for
+// none.
+func (tl *Timelines) key(ctx context.Context, ev model.Event) string {
+	if ev.Kind == model.KindMachines && ev.Key != "" {
+		return ev.Key
 	}
-	tl.byKey[key] = list
+	if mac, _ := ev.Attrs["mac"].(string); mac != "" {
+		return strings.ToLower(mac)
+	}
+	if p, _ := ev.Attrs["path"].(string); p != "" {
+		if k := pathKey(p); k != "" {
+			return k
+		}
+	}
+	if client, _ := ev.Attrs["client"].(string); client != "" {
+		if ap, err := netip.ParseAddrPort(client); err == nil {
+			return tl.svc.macForAddr(ctx, ap.Addr())
+		}
+		if a, err := netip.ParseAddr(client); err == nil {
+			return tl.svc.macForAddr(ctx, a)
+		}
+	}
+	return ""
 }
 
 // Get returns a machine's timeline, oldest first: entries filed under its
@@ -113,15 +166,20 @@ func (tl *Timelines) Get(ctx context.Context, uuid string) ([]TimelineEntry, err
 		return nil, err
 	}
 	tl.mu.Lock()
-	var out []TimelineEntry
-	out = append(out, tl.byKey[m.UUID]...)
-	for _, mac := range m.HardwareAddrs {
-		out = append(out, tl.byKey[mac]...)
+	var ents []entry
+	for _, k := range append([]string{m.UUID}, m.HardwareAddrs...) {
+		if t := tl.byKey[k]; t != nil {
+			ents = t.appendTo(ents)
+		}
 	}
 	tl.mu.Unlock()
-	sort.SliceStable(out, func(i, j int) bool { return out[i].Time.Before(out[j].Time) })
-	if len(out) > tl.perKey {
-		out = out[len(out)-tl.perKey:]
+	sort.SliceStable(ents, func(i, j int) bool { return ents[i].at.Before(ents[j].at) })
+	if len(ents) > tl.perKey {
+		ents = ents[len(ents)-tl.perKey:]
+	}
+	out := make([]TimelineEntry, len(ents))
+	for i, e := range ents {
+		out[i] = e.public()
 	}
 	return out, nil
 }
