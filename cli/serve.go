@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"runtime/debug"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -32,6 +34,21 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 	return nil, usageErrorf("--log-format %q is not one of %s", format, strings.Join(logFormats, ", "))
 }
 
+// serverGCPercent is the garbage collector's target for `serve` when
+// GOGC is not set. The server allocates a little per request and packet
+// around a live heap that stays small (tens of MB for 20,000 machines),
+// so Go's default of 100 collects very often; at 200 a machine's
+// rendered boot script costs 6-14 % less CPU in test/bench/http (paired
+// runs on a 2-core machine) for about 4 % more peak memory there.
+const serverGCPercent = 200
+
+// setServerGC applies serverGCPercent unless the operator set GOGC.
+func setServerGC() {
+	if _, set := os.LookupEnv("GOGC"); !set {
+		debug.SetGCPercent(serverGCPercent)
+	}
+}
+
 func (a *app) serveCmd() *cobra.Command {
 	var (
 		cfg               daemon.Config
@@ -53,6 +70,7 @@ certificate there, creates the admin user with a random password written to a
 				return err
 			}
 			cfg.Logger = log
+			setServerGC()
 			cfg.Version = version()
 			cfg.Defaults()
 			if err := cfg.Validate(); err != nil {

@@ -253,7 +253,7 @@ func TestRendered(t *testing.T) {
 		t.Errorf("rendered body (-got +want):\n%s", diff)
 	}
 	h, _ := os.ReadFile(hdr)
-	for _, w := range []string{"Content-Length: " + strconv.Itoa(len(want)), "Cache-Control: no-store", "Content-Type: text/plain; charset=utf-8"} {
+	for _, w := range []string{"Content-Length: " + strconv.Itoa(len(want)), "Cache-Control: no-store", "Content-Type: text/plain; charset=utf-8", "Accept-Ranges: bytes"} {
 		if !strings.Contains(string(h), w) {
 			t.Errorf("no %q in\n%s", w, h)
 		}

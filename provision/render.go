@@ -1,6 +1,7 @@
 package provision
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"errors"
@@ -125,6 +126,9 @@ func (s *Service) Render(ctx context.Context, req model.FileRequest) ([]byte, bo
 		return nil, true, err
 	}
 	if cacheable {
+		// A copy of exactly its length: the render buffer's spare
+		// capacity (up to half of it) would stay alive in the cache.
+		out = bytes.Clone(out)
 		s.cache.put(snap.gen, mgen, key, tgt.uuid, out, s.clock.Now())
 	}
 	s.publishRender(req, tgt.uuid, tgt.MAC, out, false)
