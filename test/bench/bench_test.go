@@ -34,7 +34,7 @@ func TestScriptsQuick(t *testing.T) {
 		{"tftp", []string{"TFTP_BENCH_QUICK=1"}, []string{"atftp", "dnsmasq", "taskset"},
 			[]string{"TFTP benchmark:", "ironcast vs peer", "tftpd-hpa", "atftpd"}},
 		{"http", []string{"HTTPBENCH_QUICK=1"}, []string{"nginx", "wrk", "taskset"},
-			[]string{"ratio large files ironcast/nginx", "ratio rendered (hits)/nginx static"}},
+			[]string{"ratio large files ironcast/nginx", "ratio rendered (hits)/nginx static", "back to back"}},
 	}
 	for _, c := range cases {
 		t.Run(c.dir, func(t *testing.T) {

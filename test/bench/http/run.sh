@@ -29,8 +29,9 @@
 #   static    a 2 KiB file, 50 connections, from nginx (the target's
 #             reference) and from ironcast
 # requests/s and server CPU µs per request (from /proc/PID/stat). Medians
-# are printed with ratios and the targets (large >= 0.95x nginx, rendered
-# >= 0.6x nginx static). Any non-2xx response or socket error fails the
+# are printed, and the ratios against the targets (large >= 0.95x nginx,
+# rendered >= 0.6x nginx static) as the median over repetitions of the
+# ratio of two runs made back to back (the other ratios: of medians). Any non-2xx response or socket error fails the
 # run. nginx runs from a private config in a temp dir (daemon off, pid file
 # there); the system nginx service is never touched. Only the processes
 # this script starts are stopped, by PID.
@@ -202,7 +203,7 @@ measure() {
 	c1=$(cpu_ticks "$pid")
 	local line
 	line=$(grep '^RESULT' <<<"$out") || { echo "run.sh: wrk gave no result:"; echo "$out"; exit 1; }
-	echo "$name $line cpu_ticks=$((c1 - c0))" >>"$tmp/results"
+	echo "$name $line cpu_ticks=$((c1 - c0)) rep=$rep" >>"$tmp/results"
 	echo "  $name: $line cpu_ms=$(((c1 - c0) * 1000 / TCK))"
 }
 
@@ -251,18 +252,24 @@ for rep in $(seq "$REPS"); do
 	echo "repetition $rep/$REPS"
 	start_ironcast
 	start_nginx
-	runs=(
-		"large-ironcast $GOPID http://127.0.0.1:$GOPORT/big.img 4 $tmp/report.lua"
-		"large-nginx $NGPID http://127.0.0.1:$NGPORT/big.img 4 $tmp/report.lua"
-		"rendered-hit $GOPID http://127.0.0.1:$GOPORT/ 50 $tmp/machines.lua $HOT"
-		"rendered-miss $GOPID http://127.0.0.1:$GOPORT/ 50 $tmp/machines.lua $MACHINES"
-		"static-nginx $NGPID http://127.0.0.1:$NGPORT/small.ipxe 50 $tmp/report.lua"
-		"static-ironcast $GOPID http://127.0.0.1:$GOPORT/small.ipxe 50 $tmp/report.lua"
+	# Each ratio's two runs go back to back (a pair), so that a change in
+	# the machine's speed between them, which on a shared host moves a 5 s
+	# run by 20 % or more, hits both alike. The order of the pairs rotates
+	# and the order within a pair alternates with each repetition.
+	pairs=(
+		"large-ironcast $GOPID http://127.0.0.1:$GOPORT/big.img 4 $tmp/report.lua|large-nginx $NGPID http://127.0.0.1:$NGPORT/big.img 4 $tmp/report.lua"
+		"rendered-hit $GOPID http://127.0.0.1:$GOPORT/ 50 $tmp/machines.lua $HOT|static-nginx $NGPID http://127.0.0.1:$NGPORT/small.ipxe 50 $tmp/report.lua"
+		"rendered-miss $GOPID http://127.0.0.1:$GOPORT/ 50 $tmp/machines.lua $MACHINES|static-ironcast $GOPID http://127.0.0.1:$GOPORT/small.ipxe 50 $tmp/report.lua"
 	)
-	n=${#runs[@]}
+	n=${#pairs[@]}
 	for i in $(seq 0 $((n - 1))); do
+		pair=${pairs[$(((i + rep - 1) % n))]}
+		first=${pair%%|*} second=${pair#*|}
+		if ((rep % 2 == 0)); then first=${pair#*|} second=${pair%%|*}; fi
 		# shellcheck disable=SC2086
-		measure ${runs[$(((i + rep - 1) % n))]}
+		measure $first
+		# shellcheck disable=SC2086
+		measure $second
 	done
 	stop "$GOPID"
 	stop "$NGPID"
@@ -298,12 +305,21 @@ for name in ["large-ironcast", "large-nginx"]:
     print(f"{name + ' 32 MiB x4':<34}{med(name, tput):>9.0f} MiB/s{med(name, ms_per_mib):>10.2f} ms/MiB")
 for name, what in [("rendered-hit", "iPXE, cache hits x50"), ("rendered-miss", "iPXE, cache misses x50"), ("static-nginx", "static 2 KiB x50"), ("static-ironcast", "static 2 KiB x50")]:
     print(f"{name + ' ' + what:<34}{med(name, rps):>10.0f} req/s{med(name, us_per_req):>11.1f} µs/req")
-r1 = med("large-ironcast", tput) / med("large-nginx", tput)
-r2 = med("rendered-hit", rps) / med("static-nginx", rps)
+def paired(a, b, f):
+    """Per-repetition ratios of two runs made back to back, and their median."""
+    by_rep = {d["rep"]: d for d in runs[b]}
+    rs = [f(d) / f(by_rep[d["rep"]]) for d in runs[a] if d["rep"] in by_rep]
+    return statistics.median(rs), rs
+
+r1, r1s = paired("large-ironcast", "large-nginx", tput)
+r2, r2s = paired("rendered-hit", "static-nginx", rps)
 r2m = med("rendered-miss", rps) / med("static-nginx", rps)
 r3 = med("static-ironcast", rps) / med("static-nginx", rps)
-print(f"\nratio large files ironcast/nginx        {r1:.2f}  (target >= 0.95) {'ok' if r1 >= 0.95 else 'BELOW TARGET'}")
-print(f"ratio rendered (hits)/nginx static      {r2:.2f}  (target >= 0.60) {'ok' if r2 >= 0.6 else 'BELOW TARGET'}")
+each = lambda rs: ", ".join(f"{r:.2f}" for r in rs)
+print("\nratios of runs made back to back, median over repetitions (each repetition's in brackets):")
+print(f"ratio large files ironcast/nginx        {r1:.2f}  (target >= 0.95) {'ok' if r1 >= 0.95 else 'BELOW TARGET'}  [{each(r1s)}]")
+print(f"ratio rendered (hits)/nginx static      {r2:.2f}  (target >= 0.60) {'ok' if r2 >= 0.6 else 'BELOW TARGET'}  [{each(r2s)}]")
+print("ratios of medians:")
 print(f"ratio rendered (misses)/nginx static    {r2m:.2f}  (reference: once per machine and change)")
 print(f"ratio static 2 KiB ironcast/nginx       {r3:.2f}  (reference)")
 if bad:
