@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -803,5 +804,53 @@ func TestNoAckWithoutDurableLease(t *testing.T) {
 	}
 	if got := srv.lease(t, ev["ip"]); got.State != model.LeaseBound || got.Token != l.cliNS.MAC(t, l.cliIf) {
 		t.Fatalf("stored lease %+v", got)
+	}
+}
+
+// TestInformWithDhcping: a client that already has an address (set by
+// hand) asks for its configuration with DHCPINFORM (dhcping -i). The ACK
+// goes to the client's own address and carries the subnet's options and
+// no lease; nothing is stored for the address.
+func TestInformWithDhcping(t *testing.T) {
+	testenv.RequireTool(t, "dhcping")
+	l := newLAN(t, "10.20.0.2/24")
+	l.cliNS.Run(t, "ip", "addr", "add", "10.20.0.50/24", "dev", l.cliIf)
+	s := subnet("rack1", "10.20.0.0/24", "10.20.0.10", "10.20.0.20")
+	s.Router, s.Domain = "10.20.0.1", "rack1.example"
+	srv := startServer(t, l.srvNS, []string{l.srvIf}, filepath.Join(t.TempDir(), "ironcast.db"), nil, s)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var out []byte
+	var err error
+	// The server's socket may still be coming up: a few tries.
+	for range 3 {
+		out, err = l.cliNS.Command(ctx, "dhcping", "-V", "-i", "-t", "2", "-c", "10.20.0.50", "-s", "10.20.0.2", "-h", "02:00:00:00:00:50").CombinedOutput()
+		if err == nil {
+			break
+		}
+	}
+	t.Logf("dhcping:\n%s", out)
+	if err != nil {
+		t.Fatalf("dhcping -i: %v", err)
+	}
+	// dhcping -V prints the reply it got, field by field.
+	for _, want := range []string{"Got answer from: 10.20.0.2", "DHCP message type: 5 (DHCPACK)", "ciaddr: 10.20.0.50",
+		"yiaddr: 0.0.0.0", "Router: 10.20.0.1", "Subnet mask: 255.255.255.0", "Server identifier: 10.20.0.2"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("dhcping's view of the reply has no %q", want)
+		}
+	}
+	// RFC 2131 4.3.5: no lease time in the ACK to an INFORM.
+	if strings.Contains(string(out), "option 51") {
+		t.Errorf("the ACK to an INFORM carries a lease time (option 51)")
+	}
+	if got := srv.counter(t, "ironcast_dhcp_received_total", "type", "inform"); got < 1 {
+		t.Errorf("inform received counter %v", got)
+	}
+	if got := srv.counter(t, "ironcast_dhcp_sent_total", "type", "ack"); got < 1 {
+		t.Errorf("ack sent counter %v", got)
+	}
+	if _, err := store.Get[model.Lease](context.Background(), srv.st, "10.20.0.50"); !errors.Is(err, model.ErrNotFound) {
+		t.Errorf("INFORM stored a lease for 10.20.0.50 (err %v)", err)
 	}
 }

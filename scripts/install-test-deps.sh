@@ -6,7 +6,7 @@
 set -euo pipefail
 
 PKGS=(
-  iproute2 iptables busybox udhcpc isc-dhcp-client isc-dhcp-relay curl
+  iproute2 iptables busybox udhcpc isc-dhcp-client isc-dhcp-relay dhcping curl
   tftp-hpa atftp dnsmasq-base kea-admin kea-dhcp4-server nginx wrk
   qemu-system-x86 qemu-system-arm qemu-utils ipxe-qemu ipxe ovmf qemu-efi-aarch64
   xorriso cpio zstd chromium bc
