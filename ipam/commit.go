@@ -79,9 +79,13 @@ func (a *Allocator) writeBehind(ls ...*lease) {
 	a.queue(true, ls)
 }
 
-// roundWrites is the number of queued writes that starts a round before
-// CommitInterval has passed: it bounds the ACKs that leave together at
-// the end of a round, a burst that a client or relay has to absorb.
+// roundWrites is the number of queued writes that someone waits on (ACKs
+// and the like) that starts a round before CommitInterval has passed: it
+// bounds the ACKs that leave together at the end of a round, a burst that
+// a client or relay has to absorb. Written-behind offers do not count:
+// they send nothing when their round ends, and counting them started
+// rounds twice as often for new clients (an offer and an ACK write each)
+// as for returning ones (an ACK only), for the same ACK bursts.
 const roundWrites = 32
 
 func (a *Allocator) queue(behind bool, ls []*lease) *commit {
@@ -101,7 +105,7 @@ func (a *Allocator) queue(behind bool, ls []*lease) *commit {
 	a.flushing = true
 	// Wake a writer that sleeps: at roundWrites, or for the first write
 	// someone waits on, which a queue of offers alone sleeps longer for.
-	wake := len(a.pending) == roundWrites || (!behind && a.waited == 1)
+	wake := !behind && (a.waited == roundWrites || a.waited == 1)
 	a.wmu.Unlock()
 	if start {
 		go a.flush()
@@ -123,7 +127,7 @@ func (a *Allocator) queue(behind bool, ls []*lease) *commit {
 // one commit.
 //
 // Rounds start at most once per CommitInterval, or earlier once
-// roundWrites writes are queued: the writer sleeps out the rest of the
+// roundWrites awaited writes are queued: the writer sleeps out the rest of the
 // interval before it takes the queue, so that under load each commit
 // carries more leases. A queue of write-behind changes alone (offers)
 // waits until its oldest is CommitInterval old. Times are wall-clock, not
@@ -136,7 +140,7 @@ func (a *Allocator) flush() {
 		if a.waited == 0 {
 			wait = max(wait, time.Until(a.firstQueued.Add(a.cfg.CommitInterval)))
 		}
-		if len(a.pending) >= roundWrites {
+		if a.waited >= roundWrites {
 			wait = 0
 		}
 		if wait > 0 && len(a.pending) > 0 {

@@ -60,9 +60,10 @@
 // store/bolt: one commit, two fsyncs), then calls back
 // and starts over with what queued meanwhile. A commit costs about the
 // same CPU for one lease as for dozens, so rounds start at most once per
-// Config.CommitInterval (10 ms by default), or earlier once 32 writes are
-// queued (which bounds the burst of ACKs that leave together at the end
-// of a round); writes that no reply waits for (offers) alone wait until
+// Config.CommitInterval (10 ms by default), or earlier once 32 writes that
+// a reply waits for are queued (which bounds the burst of ACKs that leave
+// together at the end of a round); writes that no reply waits for
+// (offers) do not count toward those 32, and alone they wait until
 // the oldest is CommitInterval old, so that the REQUEST that follows an
 // OFFER shares its commit. A round itself lasts one commit (a few ms on
 // an SSD). An ACK therefore leaves about 1-15 ms after its REQUEST (near

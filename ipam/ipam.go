@@ -70,7 +70,7 @@ type Allocator struct {
 	// the pending commits that someone waits on (not write-behind).
 	lastRound, firstQueued time.Time
 	waited                 int
-	// wake tells a sleeping writer that roundWrites writes are queued.
+	// wake tells a sleeping writer that roundWrites awaited writes are queued.
 	wake chan struct{}
 	// rounds counts the writer's completed rounds and writes the leases
 	// they wrote; guarded by mu.

@@ -3,6 +3,7 @@ package ipam_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"path/filepath"
 	"sync"
@@ -705,5 +706,50 @@ func TestOfferAndAckShareOneWrite(t *testing.T) {
 	}
 	if l := e.stored(t, addr.String()); l.State != model.LeaseBound {
 		t.Fatalf("stored %+v, want bound", l)
+	}
+}
+
+// TestOffersAloneWaitForTheirInterval: more than roundWrites (32) offers
+// queued do not start a round: no reply waits for them, so they wait for
+// CommitInterval (here an hour) and the REQUESTs that follow. The first
+// REQUEST starts a round at once, which writes the queued offers with it.
+func TestOffersAloneWaitForTheirInterval(t *testing.T) {
+	ctx := context.Background()
+	st := &countingStore{Store: openStore(t, filepath.Join(t.TempDir(), "ironcast.db"))}
+	s := testSubnet()
+	s.ActiveEnd = "10.20.0.200"
+	if err := store.Create(ctx, st, s); err != nil {
+		t.Fatal(err)
+	}
+	a, err := ipam.New(ctx, ipam.Config{Store: st, CommitInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 40
+	var first dhcp.Decision
+	for i := range n {
+		d, err := a.Discover(ctx, req(fmt.Sprintf("52:54:00:00:01:%02x", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			first = d
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	if got := st.puts.Load(); got != 0 {
+		t.Fatalf("%d offers written before their interval, want 0", got)
+	}
+	r := req("52:54:00:00:01:00")
+	r.Requested, r.ServerID = first.Addr, netip.MustParseAddr("10.20.0.2")
+	ack, err := a.Request(ctx, r)
+	if err != nil || ack.Action != dhcp.ActionAck {
+		t.Fatalf("request: %v %v", err, ack.Action)
+	}
+	if err := durable(ack); err != nil {
+		t.Fatal(err)
+	}
+	if got := st.puts.Load(); got != n {
+		t.Fatalf("%d lease writes in the REQUEST's round, want %d (the ACK and %d offers)", got, n, n-1)
 	}
 }
