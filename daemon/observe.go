@@ -28,8 +28,21 @@ func fileObserver(bus *events.Bus) func(req model.FileRequest, status int, n int
 		if mac := req.Query["mac"]; mac != "" {
 			attrs["mac"] = mac
 		}
-		bus.Publish(model.Event{Type: req.Protocol + ".file", Attrs: attrs})
+		bus.Publish(model.Event{Type: fileEventType(req.Protocol), Attrs: attrs})
 	}
+}
+
+// fileEventType is "tftp.file" or "http.file", as constants: machine
+// timelines keep the type of every entry, and a string built per request
+// would stay alive with each.
+func fileEventType(protocol string) string {
+	switch protocol {
+	case "tftp":
+		return "tftp.file"
+	case "http":
+		return "http.file"
+	}
+	return protocol + ".file"
 }
 
 // tftpStatus gives a TFTP transfer's outcome the HTTP status its event

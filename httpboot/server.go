@@ -211,15 +211,16 @@ func (s *Server) serveHTTP(rw http.ResponseWriter, r *http.Request) {
 
 	h := w.Header()
 	mod := f.ModTime()
-	if f.Rendered() {
+	rendered := f.Rendered()
+	if rendered {
 		kind = "rendered"
 		h["Cache-Control"] = noStore
 		mod = time.Time{} // no Last-Modified: it differs on every render
 	} else {
 		kind = "file"
 	}
-	h["Content-Type"] = contentType(req.Path, f.Rendered())
-	if f.Rendered() && !conditional(r.Header) {
+	h["Content-Type"] = contentType(req.Path, rendered)
+	if rendered && !conditional(r.Header) {
 		// A whole rendered file: no Last-Modified or ETag to compare and
 		// no range to cut, so the headers ServeContent would set are
 		// known. Writing them here saves its precondition checks, seeks
@@ -264,8 +265,6 @@ func fileRequest(r *http.Request) model.FileRequest {
 	return req
 }
 
-// contentType names the type by extension; boot scripts and configs
-// rendered per machine are text, everything else is bytes.
 // Header values shared by every response. A header map holds them
 // without copying (saving an allocation per header per request); nothing
 // appends to them in place (Header.Add on a full slice copies it), and
@@ -290,6 +289,8 @@ func conditional(h http.Header) bool {
 	return false
 }
 
+// contentType names the type by extension; boot scripts and configs
+// rendered per machine are text, everything else is bytes.
 func contentType(p string, rendered bool) []string {
 	switch ext := strings.ToLower(path.Ext(p)); ext {
 	case ".ipxe", ".cfg", ".conf", ".ks", ".sh", ".txt", ".yaml", ".yml", ".seed", ".preseed":

@@ -63,8 +63,7 @@ func encodeAttrs(attrs map[string]any) []byte {
 			return marshalAttrs(attrs)
 		}
 	}
-	b = append(b, '}')
-	return slices.Clip(b)
+	return append(b, '}')
 }
 
 // marshalAttrs is encodeAttrs' fallback. A map json.Marshal refuses (an

@@ -34,12 +34,11 @@ type Timelines struct {
 
 	mu    sync.Mutex
 	byKey map[string]*timeline
-	order []string          // keys by first use, for eviction
-	types map[string]string // interned event types
+	order []string // keys by first use, for eviction
 }
 
 // entry is a TimelineEntry as kept: its attributes as JSON (see
-// encodeAttrs) and its type shared with every entry of that type.
+// encodeAttrs).
 type entry struct {
 	at    time.Time
 	typ   string
@@ -79,7 +78,7 @@ const (
 )
 
 func newTimelines(s *Service, perKey, maxKeys int) *Timelines {
-	return &Timelines{svc: s, perKey: perKey, maxKeys: maxKeys, byKey: map[string]*timeline{}, types: map[string]string{}}
+	return &Timelines{svc: s, perKey: perKey, maxKeys: maxKeys, byKey: map[string]*timeline{}}
 }
 
 // Timelines returns the service's machine timelines; feed them with Run.
@@ -106,18 +105,12 @@ func (tl *Timelines) Record(ctx context.Context, ev model.Event) {
 	if key == "" {
 		return
 	}
-	e := entry{at: ev.Time, attrs: encodeAttrs(ev.Attrs)}
+	e := entry{at: ev.Time, typ: ev.Type, attrs: encodeAttrs(ev.Attrs)}
 	if e.at.IsZero() {
 		e.at = time.Now().UTC()
 	}
 	tl.mu.Lock()
 	defer tl.mu.Unlock()
-	typ, ok := tl.types[ev.Type]
-	if !ok {
-		typ = strings.Clone(ev.Type)
-		tl.types[typ] = typ
-	}
-	e.typ = typ
 	t := tl.byKey[key]
 	if t == nil {
 		t = &timeline{}

@@ -299,16 +299,16 @@ if [[ " $SERVERS " == *" ironcast "* ]]; then
 		for srv in $srvs; do
 			[[ " $SERVERS " == *" $srv "* ]] || continue
 			for n in 1000 $BIG; do
-				local_us=() drops=()
+				us=() drops=()
 				for ((rep = 1; rep <= REPS; rep++)); do
 					start_server $srv
 					perf $gen $rate $n
 					stop_server
-					local_us+=("$USPER")
+					us+=("$USPER")
 					drops+=("$DROPPCT%")
 				done
-				med=$(printf '%s\n' "${local_us[@]}" | sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}')
-				printf '%8s %6s/s %-8s %7s clients: %s us/DORA [%s], drops [%s]\n' $gen $rate $srv $n "$med" "${local_us[*]}" "${drops[*]}"
+				med=$(printf '%s\n' "${us[@]}" | sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}')
+				printf '%8s %6s/s %-8s %7s clients: %s us/DORA [%s], drops [%s]\n' $gen $rate $srv $n "$med" "${us[*]}" "${drops[*]}"
 			done
 		done
 	done
