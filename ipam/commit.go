@@ -174,8 +174,10 @@ func (a *Allocator) flush() {
 type snap struct {
 	l   *lease
 	ver uint64
-	ml  model.Lease
-	err error
+	// saved is l's state as written; ml its record.
+	saved saved
+	ml    model.Lease
+	err   error
 }
 
 func (a *Allocator) writeBatch(batch []*commit) {
@@ -188,10 +190,10 @@ func (a *Allocator) writeBatch(batch []*commit) {
 			if seen[l] != nil {
 				continue
 			}
-			s := &snap{l: l, ver: l.ver, ml: l.model(now)}
+			s := &snap{l: l, ver: l.ver, saved: saved{mac: l.mac, state: l.state, expire: l.expire}, ml: a.model(l, now)}
 			if a.leases[l.addr] != l {
 				// Deleted through the API meanwhile: do not bring it back.
-				s.err = fmt.Errorf("lease %s was deleted", l.addr)
+				s.err = fmt.Errorf("lease %s was deleted", s.ml.Addr)
 			}
 			seen[l] = s
 			snaps = append(snaps, s)
@@ -237,14 +239,22 @@ func (a *Allocator) writeBatch(batch []*commit) {
 		l := s.l
 		if s.err == nil {
 			l.stored, l.savedAt = true, a.rounds
-			l.saved = &saved{mac: s.ml.Token, state: s.ml.State, expire: s.ml.ExpireTime, hostname: s.ml.Hostname}
+			l.saved = s.saved
+			if a.leases[l.addr] != l {
+				continue // forgotten meanwhile: keep no hostname for it
+			}
+			if s.ml.Hostname != "" {
+				a.savedHostnames[l.addr] = s.ml.Hostname
+			} else {
+				delete(a.savedHostnames, l.addr)
+			}
 			continue
 		}
-		a.log.Warn("lease write failed; lease reverted (an ACK waiting for it is dropped)", "addr", l.addr, "mac", s.ml.Token, "state", s.ml.State, "err", s.err)
+		a.log.Warn("lease write failed; lease reverted (an ACK waiting for it is dropped)", "addr", s.ml.Addr, "mac", s.ml.Token, "state", s.ml.State, "err", s.err)
 		if l.ver != s.ver || a.leases[l.addr] != l {
 			continue // changed since: a later write is queued for it
 		}
-		l.revert(now)
+		a.revert(l, stampOf(now))
 	}
 	a.mu.Unlock()
 	for _, c := range batch {
@@ -256,22 +266,19 @@ func (a *Allocator) writeBatch(batch []*commit) {
 	}
 }
 
-// saved is the state of a lease the store last acknowledged.
-type saved struct {
-	mac      string
-	state    model.LeaseState
-	expire   time.Time
-	hostname string
-}
-
 // revert puts l back to the state the store holds after a failed write,
 // so that memory never claims a binding (or hold) the store does not have.
 // A lease never stored becomes a lapsed offer, which the sweep drops. a.mu is
 // held.
-func (l *lease) revert(now time.Time) {
-	if l.saved == nil {
-		l.state, l.expire = model.LeaseOffered, now
+func (a *Allocator) revert(l *lease, now stamp) {
+	if !l.stored {
+		l.state, l.expire = stateOffered, now
 		return
 	}
-	l.mac, l.state, l.expire, l.hostname = l.saved.mac, l.saved.state, l.saved.expire, l.saved.hostname
+	l.mac, l.state, l.expire = l.saved.mac, l.saved.state, l.saved.expire
+	if h := a.savedHostnames[l.addr]; h != "" {
+		a.hostnames[l.addr] = h
+	} else {
+		delete(a.hostnames, l.addr)
+	}
 }

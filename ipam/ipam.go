@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"math/bits"
 	"net/netip"
 	"slices"
@@ -54,9 +55,13 @@ type Allocator struct {
 	mu      sync.Mutex
 	subnets []*subnetState
 	// leases holds every known lease by address, in a subnet or not.
-	leases map[netip.Addr]*lease
+	leases map[uint32]*lease
+	// hostnames holds the leases' hostnames (the one field a lease cannot
+	// hold without a pointer) and savedHostnames the ones the store holds;
+	// both by address, only where not empty.
+	hostnames, savedHostnames map[uint32]string
 	// resvByMAC and resvByAddr index the reservations.
-	resvByMAC  map[string]*model.Reservation
+	resvByMAC  map[hwaddr]*model.Reservation
 	resvByAddr map[netip.Addr]*model.Reservation
 	// rawSubnets and rawResv are the last loaded objects, for rebuilds.
 	rawSubnets []*model.Subnet
@@ -79,36 +84,18 @@ type Allocator struct {
 
 var _ dhcp.Leases = (*Allocator)(nil)
 
-// lease is one lease in memory. Fields are guarded by Allocator.mu.
-type lease struct {
-	addr     netip.Addr
-	mac      string
-	state    model.LeaseState
-	expire   time.Time
-	hostname string
-	created  time.Time
-	// stored is true when the store holds a record for addr.
-	stored bool
-	sub    *subnetState
-	// ver counts the changes queued for the store (Allocator.write).
-	ver uint64
-	// saved is the state the store holds, for reverting a failed write;
-	// nil if never written.
-	saved *saved
-	// savedAt is the writer round that stored saved (0: loaded by New).
-	savedAt uint64
-}
-
 // subnetState is one enabled subnet's allocation state.
 type subnetState struct {
-	s          *model.Subnet
+	s *model.Subnet
+	// id is the subnet's position in Allocator.subnets plus one (lease.sub).
+	id         uint16
 	prefix     netip.Prefix
 	start, end uint32 // active range, inclusive; end < start means none
 	// used has a bit per address of the range: set when a lease record or
 	// a reservation holds it.
 	used   []uint64
 	cursor uint32
-	byMAC  map[string]*lease
+	byMAC  map[hwaddr]*lease
 	// reclaim are ended leases, oldest end first, consumed when the range
 	// has no never-used address left; rebuilt when empty.
 	reclaim []*lease
@@ -134,7 +121,8 @@ func New(ctx context.Context, cfg Config) (*Allocator, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	a := &Allocator{cfg: cfg, st: cfg.Store, log: cfg.Logger, leases: map[netip.Addr]*lease{}, wake: make(chan struct{}, 1)}
+	a := &Allocator{cfg: cfg, st: cfg.Store, log: cfg.Logger, leases: map[uint32]*lease{},
+		hostnames: map[uint32]string{}, savedHostnames: map[uint32]string{}, wake: make(chan struct{}, 1)}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
 	}
@@ -144,12 +132,19 @@ func New(ctx context.Context, cfg Config) (*Allocator, error) {
 	}
 	for _, ml := range ls {
 		addr, err := netip.ParseAddr(ml.Addr)
-		if err != nil || !addr.Is4() {
+		mac, macOK := parseMAC(ml.Token)
+		state, stateOK := stateOf(ml.State)
+		if err != nil || !addr.Is4() || !macOK || !stateOK {
+			a.log.Warn("stored lease ignored: invalid", "addr", ml.Addr, "mac", ml.Token, "state", ml.State)
 			continue
 		}
-		a.leases[addr] = &lease{addr: addr, mac: ml.Token, state: ml.State, expire: ml.ExpireTime,
-			hostname: ml.Hostname, created: ml.CreatedAt, stored: true,
-			saved: &saved{mac: ml.Token, state: ml.State, expire: ml.ExpireTime, hostname: ml.Hostname}}
+		l := &lease{addr: u32(addr), mac: mac, state: state, expire: stampOf(ml.ExpireTime),
+			created: stampOf(ml.CreatedAt), stored: true}
+		l.saved = saved{mac: l.mac, state: l.state, expire: l.expire}
+		a.leases[l.addr] = l
+		if ml.Hostname != "" {
+			a.hostnames[l.addr], a.savedHostnames[l.addr] = ml.Hostname, ml.Hostname
+		}
 	}
 	if err := a.reload(ctx); err != nil {
 		return nil, err
@@ -170,14 +165,15 @@ func (a *Allocator) reload(ctx context.Context) error {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.resvByMAC = map[string]*model.Reservation{}
+	a.resvByMAC = map[hwaddr]*model.Reservation{}
 	a.resvByAddr = map[netip.Addr]*model.Reservation{}
 	for _, r := range rs {
 		addr, err := netip.ParseAddr(r.Addr)
-		if err != nil {
+		mac, ok := parseMAC(r.Token)
+		if err != nil || !ok || mac == 0 {
 			continue
 		}
-		a.resvByMAC[r.Token] = r
+		a.resvByMAC[mac] = r
 		a.resvByAddr[addr] = r
 	}
 	a.rawSubnets = subs
@@ -201,7 +197,7 @@ func (a *Allocator) rebuild() {
 			a.log.Warn("subnet ignored", "subnet", s.Name, "err", err)
 			continue
 		}
-		ss := &subnetState{s: s, prefix: s.Prefix(), byMAC: map[string]*lease{}, start: 1, end: 0}
+		ss := &subnetState{s: s, prefix: s.Prefix(), byMAC: map[hwaddr]*lease{}, start: 1, end: 0}
 		if st, en := s.Range(); st.IsValid() && en.IsValid() && !s.Proxy {
 			ss.start, ss.end = u32(st), u32(en)
 			if ss.end-ss.start >= maxRange {
@@ -212,26 +208,85 @@ func (a *Allocator) rebuild() {
 			ss.cursor = ss.start
 		}
 		a.subnets = append(a.subnets, ss)
+		if len(a.subnets) == math.MaxUint16 {
+			a.log.Warn("too many subnets; the rest are ignored", "subnets", len(a.rawSubnets))
+			break
+		}
 	}
 	// Narrower networks first, so that the most specific subnet wins.
 	slices.SortStableFunc(a.subnets, func(x, y *subnetState) int { return cmp.Compare(y.prefix.Bits(), x.prefix.Bits()) })
+	for i, ss := range a.subnets {
+		ss.id = uint16(i + 1)
+	}
 	for addr := range a.resvByAddr {
 		if ss := a.subnetFor(addr); ss != nil {
 			ss.setUsed(addr, true)
 		}
 	}
 	for _, l := range a.leases {
-		l.sub = a.subnetFor(l.addr)
-		if l.sub == nil {
+		ss := a.subnetFor(addrOf(l.addr))
+		if ss == nil {
+			l.sub = 0
 			continue
 		}
-		l.sub.setUsed(l.addr, true)
-		if l.mac != "" {
-			if old := l.sub.byMAC[l.mac]; old == nil || old.expire.Before(l.expire) {
-				l.sub.byMAC[l.mac] = l
+		l.sub = ss.id
+		ss.setUsed(addrOf(l.addr), true)
+		if l.mac != 0 {
+			if old := ss.byMAC[l.mac]; old == nil || old.expire < l.expire {
+				ss.byMAC[l.mac] = l
 			}
 		}
 	}
+}
+
+// lease returns the lease of addr, or nil.
+func (a *Allocator) lease(addr netip.Addr) *lease {
+	if !addr.Is4() {
+		return nil
+	}
+	return a.leases[u32(addr)]
+}
+
+// subnetOf returns l's subnet, or nil.
+func (a *Allocator) subnetOf(l *lease) *subnetState {
+	if l.sub == 0 || int(l.sub) > len(a.subnets) {
+		return nil
+	}
+	return a.subnets[l.sub-1]
+}
+
+// newLease adds a lease for addr in ss. a.mu is held.
+func (a *Allocator) newLease(ss *subnetState, addr netip.Addr, now stamp) *lease {
+	l := &lease{addr: u32(addr), sub: ss.id, created: now}
+	a.leases[l.addr] = l
+	ss.setUsed(addr, true)
+	return l
+}
+
+// drop removes l from memory: the maps, its subnet's MAC index and, unless
+// reserved, the subnet's used bit. a.mu is held.
+func (a *Allocator) drop(l *lease) {
+	delete(a.leases, l.addr)
+	delete(a.hostnames, l.addr)
+	delete(a.savedHostnames, l.addr)
+	addr := addrOf(l.addr)
+	if ss := a.subnetOf(l); ss != nil {
+		if ss.byMAC[l.mac] == l {
+			delete(ss.byMAC, l.mac)
+		}
+		if a.resvByAddr[addr] == nil {
+			ss.setUsed(addr, false)
+		}
+	}
+}
+
+// setHostname records l's hostname; "" leaves it as it is.
+func (a *Allocator) setHostname(l *lease, name string) (changed bool) {
+	if name == "" || a.hostnames[l.addr] == name {
+		return false
+	}
+	a.hostnames[l.addr] = name
+	return true
 }
 
 func u32(a netip.Addr) uint32 {
@@ -244,6 +299,9 @@ func addrOf(v uint32) netip.Addr {
 }
 
 func (ss *subnetState) inRange(addr netip.Addr) bool {
+	if !addr.Is4() {
+		return false
+	}
 	v := u32(addr)
 	return ss.end >= ss.start && v >= ss.start && v <= ss.end
 }
@@ -321,16 +379,25 @@ func (a *Allocator) selectSubnet(req *dhcp.LeaseRequest) *subnetState {
 }
 
 // live reports whether l holds its address at now.
-func live(l *lease, now time.Time) bool {
+func live(l *lease, now stamp) bool {
 	switch l.state {
-	case model.LeaseOffered, model.LeaseBound, model.LeaseDeclined:
-		return now.Before(l.expire)
+	case stateOffered, stateBound, stateDeclined:
+		return now < l.expire
 	}
 	return false
 }
 
+// clientMAC packs req's MAC; the DHCP server passes only 6-byte ones.
+func clientMAC(req *dhcp.LeaseRequest) (hwaddr, error) {
+	mac, ok := parseMAC(req.MAC)
+	if !ok || mac == 0 {
+		return 0, fmt.Errorf("client MAC %q: not a 6-byte MAC address: %w", req.MAC, dhcp.ErrNotOurs)
+	}
+	return mac, nil
+}
+
 // reservationIn returns mac's reservation if its address is in ss.
-func (a *Allocator) reservationIn(ss *subnetState, mac string) (*model.Reservation, netip.Addr) {
+func (a *Allocator) reservationIn(ss *subnetState, mac hwaddr) (*model.Reservation, netip.Addr) {
 	r := a.resvByMAC[mac]
 	if r == nil {
 		return nil, netip.Addr{}
@@ -342,28 +409,40 @@ func (a *Allocator) reservationIn(ss *subnetState, mac string) (*model.Reservati
 	return r, addr
 }
 
-// availableFor reports whether addr may be given to mac dynamically: in
-// the range, not reserved for anyone, and not held by another client.
-func (a *Allocator) availableFor(ss *subnetState, addr netip.Addr, mac string, now time.Time) bool {
-	if !addr.IsValid() || !ss.inRange(addr) {
+// reservedForOther reports whether addr is reserved for a client other
+// than mac.
+func (a *Allocator) reservedForOther(addr netip.Addr, mac hwaddr) bool {
+	r := a.resvByAddr[addr]
+	if r == nil {
 		return false
 	}
-	if r := a.resvByAddr[addr]; r != nil && r.Token != mac {
-		return false
-	}
-	l := a.leases[addr]
-	return l == nil || !live(l, now) || (l.mac == mac && l.state != model.LeaseDeclined)
+	owner, _ := parseMAC(r.Token)
+	return owner != mac
 }
 
-// heldBy returns whether another client holds addr.
-func (a *Allocator) heldByOther(addr netip.Addr, mac string, now time.Time) bool {
-	l := a.leases[addr]
-	return l != nil && live(l, now) && (l.mac != mac || l.state == model.LeaseDeclined)
+// availableFor reports whether addr may be given to mac dynamically: in
+// the range, not reserved for anyone, and not held by another client.
+func (a *Allocator) availableFor(ss *subnetState, addr netip.Addr, mac hwaddr, now stamp) bool {
+	if !addr.IsValid() || !ss.inRange(addr) || a.reservedForOther(addr, mac) {
+		return false
+	}
+	l := a.lease(addr)
+	return l == nil || !live(l, now) || (l.mac == mac && l.state != stateDeclined)
+}
+
+// heldByOther returns whether another client holds addr.
+func (a *Allocator) heldByOther(addr netip.Addr, mac hwaddr, now stamp) bool {
+	l := a.lease(addr)
+	return l != nil && live(l, now) && (l.mac != mac || l.state == stateDeclined)
 }
 
 // Discover implements dhcp.Leases.
 func (a *Allocator) Discover(ctx context.Context, req *dhcp.LeaseRequest) (dhcp.Decision, error) {
-	now := a.cfg.Now()
+	mac, err := clientMAC(req)
+	if err != nil {
+		return dhcp.Decision{}, err
+	}
+	now := stampOf(a.cfg.Now())
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	ss := a.selectSubnet(req)
@@ -375,10 +454,11 @@ func (a *Allocator) Discover(ctx context.Context, req *dhcp.LeaseRequest) (dhcp.
 		return d, nil
 	}
 	var addr netip.Addr
-	if r, raddr := a.reservationIn(ss, req.MAC); r != nil {
-		if a.heldByOther(raddr, req.MAC, now) {
-			a.log.Warn("reserved address held by another client", "subnet", ss.s.Name, "mac", req.MAC, "addr", raddr, "holder", a.leases[raddr].mac)
-			return dhcp.Decision{}, fmt.Errorf("reserved %s for %s is held by %s: %w", raddr, req.MAC, a.leases[raddr].mac, dhcp.ErrExhausted)
+	if r, raddr := a.reservationIn(ss, mac); r != nil {
+		if a.heldByOther(raddr, mac, now) {
+			holder := a.lease(raddr).mac
+			a.log.Warn("reserved address held by another client", "subnet", ss.s.Name, "mac", req.MAC, "addr", raddr, "holder", holder)
+			return dhcp.Decision{}, fmt.Errorf("reserved %s for %s is held by %s: %w", raddr, req.MAC, holder, dhcp.ErrExhausted)
 		}
 		addr = raddr
 		d.Reservation = r
@@ -387,32 +467,32 @@ func (a *Allocator) Discover(ctx context.Context, req *dhcp.LeaseRequest) (dhcp.
 		a.log.Debug("no reservation", "subnet", ss.s.Name, "mac", req.MAC)
 		return dhcp.Decision{}, fmt.Errorf("%s in %s: %w", req.MAC, ss.s.Name, dhcp.ErrNotReserved)
 	} else {
-		addr = a.choose(ss, req, now)
+		addr = a.choose(ss, req, mac, now)
 		if !addr.IsValid() {
 			a.log.Warn("address range exhausted", "subnet", ss.s.Name, "mac", req.MAC, "range", ss.s.ActiveStart+"-"+ss.s.ActiveEnd)
 			return dhcp.Decision{}, fmt.Errorf("%s in %s: %w", req.MAC, ss.s.Name, dhcp.ErrExhausted)
 		}
 	}
-	l := a.leases[addr]
+	l := a.lease(addr)
 	if l == nil {
-		l = &lease{addr: addr, sub: ss, created: now}
-		a.leases[addr] = l
-		ss.setUsed(addr, true)
+		l = a.newLease(ss, addr, now)
 	}
 	// Ping an address new to the client: not one it holds or was just
 	// offered (and pinged for), nor its reservation.
-	d.Probe = ss.s.PingCheck && d.Reservation == nil && !(l.mac == req.MAC && live(l, now))
+	d.Probe = ss.s.PingCheck && d.Reservation == nil && !(l.mac == mac && live(l, now))
 	changed := false
-	if !(l.mac == req.MAC && l.state == model.LeaseBound && now.Before(l.expire)) {
-		l.mac, l.state, l.expire = req.MAC, model.LeaseOffered, now.Add(a.cfg.OfferHold)
+	if l.mac != mac {
+		delete(a.hostnames, l.addr) // the previous holder's
+	}
+	if !(l.mac == mac && l.state == stateBound && now < l.expire) {
+		l.mac, l.state, l.expire = mac, stateOffered, after(now, a.cfg.OfferHold)
 		changed = true
 	}
-	if req.Hostname != "" && req.Hostname != l.hostname {
-		l.hostname = req.Hostname
+	if a.setHostname(l, req.Hostname) {
 		changed = true
 	}
-	l.sub = ss
-	ss.byMAC[req.MAC] = l
+	l.sub = ss.id
+	ss.byMAC[mac] = l
 	d.Addr = addr
 	if changed {
 		// Write-behind: the OFFER does not wait for the store. A REQUEST
@@ -424,57 +504,63 @@ func (a *Allocator) Discover(ctx context.Context, req *dhcp.LeaseRequest) (dhcp.
 
 // choose picks a dynamic address: the one the client holds, the one it
 // asks for, the one it had, the next never-used one, the longest ended.
-func (a *Allocator) choose(ss *subnetState, req *dhcp.LeaseRequest, now time.Time) netip.Addr {
-	prev := ss.byMAC[req.MAC]
-	if prev != nil && live(prev, now) && prev.mac == req.MAC && a.availableFor(ss, prev.addr, req.MAC, now) {
-		return prev.addr
+func (a *Allocator) choose(ss *subnetState, req *dhcp.LeaseRequest, mac hwaddr, now stamp) netip.Addr {
+	prev := ss.byMAC[mac]
+	if prev != nil && live(prev, now) && prev.mac == mac && a.availableFor(ss, addrOf(prev.addr), mac, now) {
+		return addrOf(prev.addr)
 	}
-	if a.availableFor(ss, req.Requested, req.MAC, now) {
+	if a.availableFor(ss, req.Requested, mac, now) {
 		return req.Requested
 	}
-	if prev != nil && prev.mac == req.MAC && a.availableFor(ss, prev.addr, req.MAC, now) {
-		return prev.addr
+	if prev != nil && prev.mac == mac && a.availableFor(ss, addrOf(prev.addr), mac, now) {
+		return addrOf(prev.addr)
 	}
 	for {
 		addr, ok := ss.nextFree()
 		if !ok {
 			break
 		}
-		if a.availableFor(ss, addr, req.MAC, now) {
+		if a.availableFor(ss, addr, mac, now) {
 			return addr
 		}
 		// A reservation outside the bitmap's knowledge; mark and go on.
 		ss.setUsed(addr, true)
 	}
-	return a.reclaim(ss, req.MAC, now)
+	return a.reclaim(ss, mac, now)
 }
 
 // reclaim returns the address whose lease ended longest ago.
-func (a *Allocator) reclaim(ss *subnetState, mac string, now time.Time) netip.Addr {
+func (a *Allocator) reclaim(ss *subnetState, mac hwaddr, now stamp) netip.Addr {
 	for attempt := 0; attempt < 2; attempt++ {
 		for len(ss.reclaim) > 0 {
 			l := ss.reclaim[0]
 			ss.reclaim = ss.reclaim[1:]
-			if a.leases[l.addr] == l && l.sub == ss && a.availableFor(ss, l.addr, mac, now) {
-				return l.addr
+			if a.leases[l.addr] == l && l.sub == ss.id && a.availableFor(ss, addrOf(l.addr), mac, now) {
+				return addrOf(l.addr)
 			}
 		}
 		if attempt == 1 {
 			break
 		}
 		for _, l := range a.leases {
-			if l.sub == ss && !live(l, now) && ss.inRange(l.addr) && a.resvByAddr[l.addr] == nil {
+			addr := addrOf(l.addr)
+			if l.sub == ss.id && !live(l, now) && ss.inRange(addr) && a.resvByAddr[addr] == nil {
 				ss.reclaim = append(ss.reclaim, l)
 			}
 		}
-		slices.SortFunc(ss.reclaim, func(x, y *lease) int { return x.expire.Compare(y.expire) })
+		slices.SortFunc(ss.reclaim, func(x, y *lease) int { return cmp.Compare(x.expire, y.expire) })
 	}
 	return netip.Addr{}
 }
 
 // Request implements dhcp.Leases.
 func (a *Allocator) Request(ctx context.Context, req *dhcp.LeaseRequest) (dhcp.Decision, error) {
-	now := a.cfg.Now()
+	mac, err := clientMAC(req)
+	if err != nil {
+		return dhcp.Decision{}, err
+	}
+	nowTime := a.cfg.Now()
+	now := stampOf(nowTime)
 	a.mu.Lock()
 	ss := a.selectSubnet(req)
 	if ss == nil {
@@ -487,7 +573,7 @@ func (a *Allocator) Request(ctx context.Context, req *dhcp.LeaseRequest) (dhcp.D
 	}
 	if req.OtherServer {
 		// The client took another server's offer: free ours at once.
-		if l := ss.byMAC[req.MAC]; l != nil && l.state == model.LeaseOffered && l.mac == req.MAC && now.Before(l.expire) {
+		if l := ss.byMAC[mac]; l != nil && l.state == stateOffered && l.mac == mac && now < l.expire {
 			l.expire = now
 			a.writeBehind(l) // as the offer was
 		}
@@ -507,11 +593,11 @@ func (a *Allocator) Request(ctx context.Context, req *dhcp.LeaseRequest) (dhcp.D
 	if !addr.IsValid() {
 		return nak("no address requested")
 	}
-	if !ss.prefix.Contains(addr) {
+	if !addr.Is4() || !ss.prefix.Contains(addr) {
 		return nak("%s is not in subnet %s", addr, ss.prefix)
 	}
 	d := dhcp.Decision{Action: dhcp.ActionAck, Subnet: ss.s, Addr: addr, LeaseTime: time.Duration(ss.s.ActiveLeaseTime) * time.Second}
-	if r, raddr := a.reservationIn(ss, req.MAC); r != nil {
+	if r, raddr := a.reservationIn(ss, mac); r != nil {
 		if raddr != addr {
 			return nak("%s is reserved %s", req.MAC, raddr)
 		}
@@ -525,27 +611,26 @@ func (a *Allocator) Request(ctx context.Context, req *dhcp.LeaseRequest) (dhcp.D
 	} else if !ss.inRange(addr) {
 		return nak("%s is outside the range of %s", addr, ss.s.Name)
 	}
-	if a.heldByOther(addr, req.MAC, now) {
+	if a.heldByOther(addr, mac, now) {
 		return nak("%s is in use by another client", addr)
 	}
-	l := a.leases[addr]
+	l := a.lease(addr)
 	if l == nil {
-		l = &lease{addr: addr, sub: ss, created: now}
-		a.leases[addr] = l
-		ss.setUsed(addr, true)
+		l = a.newLease(ss, addr, now)
 	}
-	renewal := l.state == model.LeaseBound && l.mac == req.MAC && now.Before(l.expire)
+	renewal := l.state == stateBound && l.mac == mac && now < l.expire
 	// The client's previous address in this subnet, if another, is freed.
 	var old *lease
-	if p := ss.byMAC[req.MAC]; p != nil && p != l && p.mac == req.MAC && p.state == model.LeaseBound && now.Before(p.expire) {
-		p.state, p.expire = model.LeaseReleased, now
+	if p := ss.byMAC[mac]; p != nil && p != l && p.mac == mac && p.state == stateBound && now < p.expire {
+		p.state, p.expire = stateReleased, now
 		old = p
 	}
-	l.mac, l.state, l.expire, l.sub = req.MAC, model.LeaseBound, now.Add(d.LeaseTime), ss
-	if req.Hostname != "" {
-		l.hostname = req.Hostname
+	if l.mac != mac {
+		delete(a.hostnames, l.addr) // the previous holder's
 	}
-	ss.byMAC[req.MAC] = l
+	l.mac, l.state, l.expire, l.sub = mac, stateBound, after(now, d.LeaseTime), ss.id
+	a.setHostname(l, req.Hostname)
+	ss.byMAC[mac] = l
 	ls := []*lease{l}
 	if old != nil {
 		ls = append(ls, old)
@@ -553,7 +638,7 @@ func (a *Allocator) Request(ctx context.Context, req *dhcp.LeaseRequest) (dhcp.D
 	c := a.write(ls...)
 	if !renewal {
 		d.NewBinding = true
-		d.Lease = l.model(now)
+		d.Lease = a.model(l, nowTime)
 	}
 	a.mu.Unlock()
 	d.Commit = c.then
@@ -562,62 +647,75 @@ func (a *Allocator) Request(ctx context.Context, req *dhcp.LeaseRequest) (dhcp.D
 
 // Release implements dhcp.Leases.
 func (a *Allocator) Release(ctx context.Context, req *dhcp.LeaseRequest) error {
-	now := a.cfg.Now()
+	mac, err := clientMAC(req)
+	if err != nil {
+		return err
+	}
+	now := stampOf(a.cfg.Now())
 	a.mu.Lock()
-	l := a.leases[req.ClientAddr]
-	if l == nil || l.mac != req.MAC || l.state != model.LeaseBound {
+	l := a.lease(req.ClientAddr)
+	if l == nil || l.mac != mac || l.state != stateBound {
 		a.mu.Unlock()
 		return fmt.Errorf("release of %s by %s without a lease: %w", req.ClientAddr, req.MAC, dhcp.ErrNotOurs)
 	}
-	l.state, l.expire = model.LeaseReleased, now
+	l.state, l.expire = stateReleased, now
 	c := a.write(l)
 	a.mu.Unlock()
 	return c.wait(ctx)
 }
 
+// setAside marks l declined: no MAC, held for DeclineHold. a.mu is held.
+func (a *Allocator) setAside(l *lease, now stamp) {
+	if ss := a.subnetOf(l); ss != nil && ss.byMAC[l.mac] == l {
+		delete(ss.byMAC, l.mac)
+	}
+	l.mac, l.state, l.expire = 0, stateDeclined, after(now, a.cfg.DeclineHold)
+}
+
 // Decline implements dhcp.Leases: the address is set aside, with no MAC,
 // for DeclineHold.
 func (a *Allocator) Decline(ctx context.Context, req *dhcp.LeaseRequest) error {
-	now := a.cfg.Now()
+	mac, err := clientMAC(req)
+	if err != nil {
+		return err
+	}
+	nowTime := a.cfg.Now()
 	a.mu.Lock()
-	l := a.leases[req.Requested]
-	if l == nil || l.mac != req.MAC {
+	l := a.lease(req.Requested)
+	if l == nil || l.mac != mac {
 		a.mu.Unlock()
 		return fmt.Errorf("decline of %s by %s without a lease: %w", req.Requested, req.MAC, dhcp.ErrNotOurs)
 	}
-	if l.sub != nil && l.sub.byMAC[l.mac] == l {
-		delete(l.sub.byMAC, l.mac)
-	}
-	l.mac, l.state, l.expire = "", model.LeaseDeclined, now.Add(a.cfg.DeclineHold)
+	a.setAside(l, stampOf(nowTime))
 	c := a.write(l)
 	a.mu.Unlock()
-	a.log.Warn("address declined: in use by another host, set aside", "addr", req.Requested, "mac", req.MAC, "until", now.Add(a.cfg.DeclineHold))
+	a.log.Warn("address declined: in use by another host, set aside", "addr", req.Requested, "mac", req.MAC, "until", nowTime.Add(a.cfg.DeclineHold))
 	return c.wait(ctx)
 }
 
 // Conflict implements dhcp.Leases: an address that answered a ping is
 // set aside like a declined one (no MAC, DeclineHold) unless a client
 // other than mac holds it meanwhile.
-func (a *Allocator) Conflict(ctx context.Context, addr netip.Addr, mac string) error {
-	now := a.cfg.Now()
+func (a *Allocator) Conflict(ctx context.Context, addr netip.Addr, macStr string) error {
+	mac, _ := parseMAC(macStr)
+	nowTime := a.cfg.Now()
+	now := stampOf(nowTime)
 	a.mu.Lock()
-	l := a.leases[addr]
+	l := a.lease(addr)
 	if l == nil || (l.mac != mac && live(l, now)) {
 		a.mu.Unlock()
 		return nil
 	}
-	if l.sub != nil && l.sub.byMAC[l.mac] == l {
-		delete(l.sub.byMAC, l.mac)
-	}
-	l.mac, l.state, l.expire = "", model.LeaseDeclined, now.Add(a.cfg.DeclineHold)
+	a.setAside(l, now)
 	a.writeBehind(l) // shown by `ironcast leases list`; no reply waits for it
 	a.mu.Unlock()
-	a.log.Warn("address in use by an unknown host (answers ping), set aside", "addr", addr, "until", now.Add(a.cfg.DeclineHold))
+	a.log.Warn("address in use by an unknown host (answers ping), set aside", "addr", addr, "until", nowTime.Add(a.cfg.DeclineHold))
 	return nil
 }
 
 // Inform implements dhcp.Leases.
 func (a *Allocator) Inform(ctx context.Context, req *dhcp.LeaseRequest) (dhcp.Decision, error) {
+	mac, _ := parseMAC(req.MAC)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	ss := a.selectSubnet(req)
@@ -625,19 +723,20 @@ func (a *Allocator) Inform(ctx context.Context, req *dhcp.LeaseRequest) (dhcp.De
 		return dhcp.Decision{}, fmt.Errorf("%s via %v: %w", req.MAC, req.Links, dhcp.ErrNoSubnet)
 	}
 	d := dhcp.Decision{Action: dhcp.ActionAck, Subnet: ss.s}
-	if r, _ := a.reservationIn(ss, req.MAC); r != nil {
+	if r, _ := a.reservationIn(ss, mac); r != nil && mac != 0 {
 		d.Reservation = r
 	}
 	return d, nil
 }
 
 // model snapshots l; a.mu is held.
-func (l *lease) model(now time.Time) model.Lease {
-	ml := model.Lease{Addr: l.addr.String(), Token: l.mac, State: l.state, Hostname: l.hostname, ExpireTime: l.expire.UTC()}
-	if l.sub != nil {
-		ml.Subnet = l.sub.s.Name
+func (a *Allocator) model(l *lease, now time.Time) model.Lease {
+	ml := model.Lease{Addr: addrOf(l.addr).String(), Token: l.mac.String(), State: l.state.model(),
+		Hostname: a.hostnames[l.addr], ExpireTime: l.expire.time()}
+	if ss := a.subnetOf(l); ss != nil {
+		ml.Subnet = ss.s.Name
 	}
-	ml.CreatedAt = l.created.UTC()
+	ml.CreatedAt = l.created.time()
 	if ml.CreatedAt.IsZero() {
 		ml.CreatedAt = now.UTC()
 	}

@@ -196,6 +196,44 @@ func TestExhaustedThenLongestExpired(t *testing.T) {
 	}
 }
 
+// A hostname belongs to the client that sent it: an address that passes
+// to another client does not carry the previous holder's name.
+func TestHostnameFollowsTheClient(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, testSubnet())
+	macs := []string{"02:00:00:00:00:01", "02:00:00:00:00:02", "02:00:00:00:00:03", "02:00:00:00:00:04"}
+	var first netip.Addr
+	for i, m := range macs {
+		r := req(m)
+		r.Hostname = fmt.Sprintf("node%d", i+1)
+		d, err := e.a.Discover(ctx, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Requested, r.ServerID = d.Addr, netip.MustParseAddr("10.20.0.2")
+		ack, err := e.a.Request(ctx, r)
+		if err != nil || durable(ack) != nil {
+			t.Fatalf("request %s: %v", m, err)
+		}
+		if i == 0 {
+			first = ack.Addr
+		}
+		e.clock.Add(time.Minute)
+	}
+	if got := e.stored(t, first.String()).Hostname; got != "node1" {
+		t.Fatalf("stored hostname %q, want node1", got)
+	}
+	e.clock.Add(2 * time.Hour) // every lease ends; the first ended first
+	addr := e.dora(t, "02:00:00:00:00:05")
+	if addr != first {
+		t.Fatalf("fifth client got %s, want the reclaimed %s", addr, first)
+	}
+	l := e.stored(t, addr.String())
+	if l.Token != "02:00:00:00:00:05" || l.Hostname != "" {
+		t.Fatalf("reclaimed lease %+v: want the new MAC and no hostname", l)
+	}
+}
+
 func TestRenewReleaseDecline(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t, testSubnet())

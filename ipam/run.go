@@ -139,8 +139,8 @@ func (a *Allocator) syncLeases(ctx context.Context) error {
 	}
 	var gone []netip.Addr
 	a.mu.Lock()
-	for addr, l := range a.leases {
-		if l.stored && l.savedAt <= r0 && !keys[addr.String()] {
+	for v, l := range a.leases {
+		if addr := addrOf(v); l.stored && l.savedAt <= r0 && !keys[addr.String()] {
 			gone = append(gone, addr)
 		}
 	}
@@ -158,18 +158,8 @@ func (a *Allocator) syncLeases(ctx context.Context) error {
 func (a *Allocator) forget(addr netip.Addr) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	l := a.leases[addr]
-	if l == nil {
-		return
-	}
-	delete(a.leases, addr)
-	if ss := l.sub; ss != nil {
-		if ss.byMAC[l.mac] == l {
-			delete(ss.byMAC, l.mac)
-		}
-		if a.resvByAddr[addr] == nil {
-			ss.setUsed(addr, false)
-		}
+	if l := a.lease(addr); l != nil {
+		a.drop(l)
 	}
 }
 
@@ -177,26 +167,18 @@ func (a *Allocator) forget(addr netip.Addr) {
 // and drops lapsed offers that were never stored (their write failed or
 // is still queued), freeing their addresses for nextFree.
 func (a *Allocator) sweep(ctx context.Context) {
-	now := a.cfg.Now()
+	now := stampOf(a.cfg.Now())
 	var ended []*lease
 	a.mu.Lock()
-	for addr, l := range a.leases {
+	for _, l := range a.leases {
 		if live(l, now) {
 			continue
 		}
 		switch {
-		case l.state == model.LeaseOffered && !l.stored:
-			delete(a.leases, addr)
-			if ss := l.sub; ss != nil {
-				if ss.byMAC[l.mac] == l {
-					delete(ss.byMAC, l.mac)
-				}
-				if a.resvByAddr[addr] == nil {
-					ss.setUsed(addr, false)
-				}
-			}
-		case l.state == model.LeaseBound || l.state == model.LeaseOffered:
-			l.state = model.LeaseExpired
+		case l.state == stateOffered && !l.stored:
+			a.drop(l) // deleting the entry being visited is allowed
+		case l.state == stateBound || l.state == stateOffered:
+			l.state = stateExpired
 			ended = append(ended, l)
 		}
 	}

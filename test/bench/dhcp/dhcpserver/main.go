@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"runtime/pprof"
 	"strings"
 	"syscall"
@@ -60,6 +61,11 @@ func run(ctx context.Context, args []string) error {
 	fs.Var(&subnets, "subnet", "NAME=CIDR,START,END to create if missing (repeatable)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	// `ironcast serve` runs with GOGC 200 unless GOGC is set (cli/serve.go
+	// setServerGC); so does this, without linking the whole server.
+	if _, set := os.LookupEnv("GOGC"); !set {
+		debug.SetGCPercent(200)
 	}
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
