@@ -298,18 +298,23 @@ if [[ " $SERVERS " == *" ironcast "* ]]; then
 		read -r gen rate srvs <<<"$spec"
 		for srv in $srvs; do
 			[[ " $SERVERS " == *" $srv "* ]] || continue
-			for n in 1000 $BIG; do
-				us=() drops=()
-				for ((rep = 1; rep <= REPS; rep++)); do
+			# The two sizes alternate, so that a slow minute on the host
+			# lands on both rather than on one size's block of runs.
+			declare -A us=() drops=()
+			for ((rep = 1; rep <= REPS; rep++)); do
+				for n in 1000 $BIG; do
 					start_server $srv
 					perf $gen $rate $n
 					stop_server
-					us+=("$USPER")
-					drops+=("$DROPPCT%")
+					us[$n]+="$USPER "
+					drops[$n]+="$DROPPCT% "
 				done
-				med=$(printf '%s\n' "${us[@]}" | sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}')
-				printf '%8s %6s/s %-8s %7s clients: %s us/DORA [%s], drops [%s]\n' $gen $rate $srv $n "$med" "${us[*]}" "${drops[*]}"
 			done
+			for n in 1000 $BIG; do
+				med=$(printf '%s\n' ${us[$n]} | sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}')
+				printf '%8s %6s/s %-8s %7s clients: %s us/DORA [%s], drops [%s]\n' $gen $rate $srv $n "$med" "${us[$n]% }" "${drops[$n]% }"
+			done
+			unset us drops
 		done
 	done
 	echo
