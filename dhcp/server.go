@@ -396,20 +396,16 @@ func (s *Server) read(ctx context.Context, c *conn) error {
 			}
 		}
 	}()
-	for {
+	refill := func() {
 		for i := range bps {
 			if bps[i] == nil {
 				bps[i] = s.pool.Get().(*[]byte)
 				bufs[i] = *bps[i]
 			}
 		}
-		n, err := br.read(bufs[:], sizes[:], srcs[:])
-		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			return fmt.Errorf("dhcp read %s port %d: %w", c.link.name, c.port, err)
-		}
+	}
+	refill()
+	err = br.receive(bufs[:], sizes[:], srcs[:], func(n int) {
 		for i := range n {
 			select {
 			case s.queue <- packet{buf: bps[i], n: sizes[i], c: c, src: srcs[i]}:
@@ -418,7 +414,12 @@ func (s *Server) read(ctx context.Context, c *conn) error {
 				s.m.dropped(dropQueueFull)
 			}
 		}
+		refill()
+	})
+	if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+		return nil
 	}
+	return fmt.Errorf("dhcp read %s port %d: %w", c.link.name, c.port, err)
 }
 
 // work handles one packet from the queue.

@@ -72,3 +72,23 @@ func TestStamp(t *testing.T) {
 		t.Errorf("after: %v", s.time())
 	}
 }
+
+// FuzzParseMAC holds parseMAC to net.ParseMAC: it accepts exactly the
+// 6-byte addresses that net.ParseMAC does, and String gives them back in
+// net's canonical spelling.
+func FuzzParseMAC(f *testing.F) {
+	for _, s := range []string{"", "02:00:0a:ff:10:9c", "02-00-0A-FF-10-9C", "0200.0aff.109c", "02:00:0a:ff:10", "zz:00:00:00:00:00", "02:00:0a:ff:10:9c:00:01"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		h, ok := parseMAC(s)
+		hw, err := net.ParseMAC(s)
+		want := s == "" || (err == nil && len(hw) == 6)
+		if ok != want {
+			t.Fatalf("parseMAC(%q) ok=%v, net.ParseMAC: %v %v", s, ok, hw, err)
+		}
+		if ok && s != "" && h.String() != hw.String() {
+			t.Fatalf("parseMAC(%q).String() = %q, want %q", s, h.String(), hw.String())
+		}
+	})
+}
