@@ -723,7 +723,7 @@ func (a *Allocator) Inform(ctx context.Context, req *dhcp.LeaseRequest) (dhcp.De
 		return dhcp.Decision{}, fmt.Errorf("%s via %v: %w", req.MAC, req.Links, dhcp.ErrNoSubnet)
 	}
 	d := dhcp.Decision{Action: dhcp.ActionAck, Subnet: ss.s}
-	if r, _ := a.reservationIn(ss, mac); r != nil && mac != 0 {
+	if r, _ := a.reservationIn(ss, mac); r != nil {
 		d.Reservation = r
 	}
 	return d, nil
