@@ -854,3 +854,58 @@ func TestInformWithDhcping(t *testing.T) {
 		t.Errorf("INFORM stored a lease for 10.20.0.50 (err %v)", err)
 	}
 }
+
+// TestServeStopsUnderFlood: Serve returns soon after its context ends
+// even while a flood of junk keeps its socket's queue full. The reader
+// reads on without waiting while whole batches keep coming, so it has to
+// notice the end by itself rather than through the socket's deadline.
+func TestServeStopsUnderFlood(t *testing.T) {
+	testenv.RequireRoot(t)
+	srvNS, cliNS := testenv.NewNetns(t), testenv.NewNetns(t)
+	srvIf, _ := testenv.Veth(t, srvNS, "10.20.0.2/24", cliNS, "10.20.0.50/24")
+	srv := startServer(t, srvNS, []string{srvIf}, filepath.Join(t.TempDir(), "ironcast.db"), nil, subnet("rack1", "10.20.0.0/24", "10.20.0.10", "10.20.0.20"))
+	var conns []*net.UDPConn
+	if err := cliNS.Do(func() error {
+		for range 4 {
+			c, err := net.DialUDP("udp4", nil, &net.UDPAddr{IP: net.IPv4(10, 20, 0, 2), Port: 67})
+			if err != nil {
+				return err
+			}
+			conns = append(conns, c)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	defer func() { close(stop); wg.Wait() }()
+	for _, c := range conns {
+		wg.Go(func() {
+			defer c.Close()
+			junk := make([]byte, 16) // too short for a BOOTP header: malformed
+			end := time.Now().Add(30 * time.Second)
+			for i := 0; i < 10_000_000 && time.Now().Before(end); i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				_, _ = c.Write(junk)
+			}
+		})
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for srv.counter(t, "ironcast_dhcp_dropped_total", "reason", "malformed")+srv.counter(t, "ironcast_dhcp_dropped_total", "reason", "queue_full") < 20000 {
+		if time.Now().After(deadline) {
+			t.Fatal("the flood did not reach the server")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	srv.cancel()
+	select {
+	case <-srv.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve still running 10 s after its context ended, under a flood")
+	}
+}

@@ -42,11 +42,13 @@ func newBatchReader(rc syscall.RawConn) *batchReader {
 }
 
 // receive reads datagrams into bufs until the socket is closed or its
-// read deadline passes, and returns that error. After each recvmmsg that
-// returned datagrams it calls got with their number n: sizes[:n] and
-// srcs[:n] are filled (none empty; a datagram larger than its buffer is
-// truncated), and got must refill bufs[:n] before it returns. got runs in
-// the poller's callback: it must not block.
+// read deadline passes, and returns that error, or until got returns
+// false, and returns nil. After each recvmmsg that returned datagrams it
+// calls got with their number n: sizes[:n] and srcs[:n] are filled (none
+// empty; a datagram larger than its buffer is truncated), and got must
+// refill bufs[:n] before it returns. got runs in the poller's callback:
+// it must not block. While full batches keep coming, receive reads on
+// without a look at the deadline, so got is what stops it under a flood.
 //
 // A read that returns fewer than the batch emptied the socket's queue, so
 // receive then waits in the poller at once, without the read that would
@@ -56,9 +58,10 @@ func newBatchReader(rc syscall.RawConn) *batchReader {
 // arrives after the read signals it again, and the wait below is in the
 // same RawRead, which resets the readiness only once, before the first
 // read.
-func (r *batchReader) receive(bufs [][]byte, sizes []int, srcs []netip.AddrPort, got func(n int)) error {
+func (r *batchReader) receive(bufs [][]byte, sizes []int, srcs []netip.AddrPort, got func(n int) bool) error {
 	k := min(len(bufs), readBatch)
 	var serr error
+	stopped := false
 	err := r.rc.Read(func(fd uintptr) bool {
 		for {
 			for i := range k {
@@ -92,14 +95,20 @@ func (r *batchReader) receive(bufs [][]byte, sizes []int, srcs []netip.AddrPort,
 				port := binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(&sa.Port))[:])
 				srcs[i] = netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), port)
 			}
-			got(n)
+			if !got(n) {
+				stopped = true
+				return true
+			}
 			if n < k {
 				return false // the queue is empty: wait for the next datagram
 			}
 		}
 	})
-	if err != nil {
+	switch {
+	case err != nil:
 		return err
+	case stopped:
+		return nil
 	}
 	return fmt.Errorf("recvmmsg: %w", serr)
 }

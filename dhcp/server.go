@@ -405,7 +405,7 @@ func (s *Server) read(ctx context.Context, c *conn) error {
 		}
 	}
 	refill()
-	err = br.receive(bufs[:], sizes[:], srcs[:], func(n int) {
+	err = br.receive(bufs[:], sizes[:], srcs[:], func(n int) bool {
 		for i := range n {
 			select {
 			case s.queue <- packet{buf: bps[i], n: sizes[i], c: c, src: srcs[i]}:
@@ -415,8 +415,9 @@ func (s *Server) read(ctx context.Context, c *conn) error {
 			}
 		}
 		refill()
+		return ctx.Err() == nil // a flood of full batches never reaches the deadline
 	})
-	if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+	if err == nil || ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 		return nil
 	}
 	return fmt.Errorf("dhcp read %s port %d: %w", c.link.name, c.port, err)
