@@ -332,15 +332,25 @@ func (e *Env) netboot(ctx context.Context, vm *VM, c *cursor, b *Boot, kernel, i
 	if _, err := e.awaitEvent(ctx, vm, c, "kernel "+kernel+" over "+proto, isFile(proto, kernel, true)); err != nil {
 		return err
 	}
+	afterKernel := *c
 	ev, err := e.awaitEvent(ctx, vm, c, "initrd "+initrd+" over "+proto, isFile(proto, initrd, true))
 	if err != nil {
 		return err
 	}
 	b.Initrd = ev.Time
+	// A file's event comes when the server's transfer ends. Over TFTP
+	// that can be well after the machine has booted the file: when the
+	// ACK of the last block never comes, the server resends it for tens of
+	// seconds (seen with GRUB on arm64 under TCG: 28 s), and the machine
+	// registers meanwhile. So the state after boot is looked for from the
+	// kernel's event on, and the cursor then moves past both.
+	afterInitrd := *c
+	*c = afterKernel
 	ev, err = e.awaitEvent(ctx, vm, c, "machine state after boot", done)
 	if err != nil {
 		return err
 	}
+	c.event, c.serial = max(c.event, afterInitrd.event), max(c.serial, afterInitrd.serial)
 	b.Done = ev.Time
 	return nil
 }
