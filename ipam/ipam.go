@@ -280,8 +280,13 @@ func (a *Allocator) drop(l *lease) {
 	}
 }
 
-// setHostname records l's hostname; "" leaves it as it is.
-func (a *Allocator) setHostname(l *lease, name string) (changed bool) {
+// setHostname records the hostname that client mac sent for l, before
+// l passes to mac: a new holder does not inherit the previous one's, and
+// "" leaves the current one as it is. a.mu is held.
+func (a *Allocator) setHostname(l *lease, mac hwaddr, name string) (changed bool) {
+	if l.mac != mac {
+		delete(a.hostnames, l.addr)
+	}
 	if name == "" || a.hostnames[l.addr] == name {
 		return false
 	}
@@ -480,15 +485,9 @@ func (a *Allocator) Discover(ctx context.Context, req *dhcp.LeaseRequest) (dhcp.
 	// Ping an address new to the client: not one it holds or was just
 	// offered (and pinged for), nor its reservation.
 	d.Probe = ss.s.PingCheck && d.Reservation == nil && !(l.mac == mac && live(l, now))
-	changed := false
-	if l.mac != mac {
-		delete(a.hostnames, l.addr) // the previous holder's
-	}
+	changed := a.setHostname(l, mac, req.Hostname)
 	if !(l.mac == mac && l.state == stateBound && now < l.expire) {
 		l.mac, l.state, l.expire = mac, stateOffered, after(now, a.cfg.OfferHold)
-		changed = true
-	}
-	if a.setHostname(l, req.Hostname) {
 		changed = true
 	}
 	l.sub = ss.id
@@ -625,11 +624,8 @@ func (a *Allocator) Request(ctx context.Context, req *dhcp.LeaseRequest) (dhcp.D
 		p.state, p.expire = stateReleased, now
 		old = p
 	}
-	if l.mac != mac {
-		delete(a.hostnames, l.addr) // the previous holder's
-	}
+	a.setHostname(l, mac, req.Hostname)
 	l.mac, l.state, l.expire, l.sub = mac, stateBound, after(now, d.LeaseTime), ss.id
-	a.setHostname(l, req.Hostname)
 	ss.byMAC[mac] = l
 	ls := []*lease{l}
 	if old != nil {

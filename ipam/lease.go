@@ -53,44 +53,21 @@ type hwaddr uint64
 
 const hwPresent hwaddr = 1 << 48
 
-// parseMAC packs a MAC address; ok is false for anything but a 6-byte
-// MAC. The empty string is no MAC, with ok true.
+// parseMAC packs a MAC address in any spelling net.ParseMAC accepts; ok
+// is false for anything but a 6-byte MAC. The empty string is no MAC,
+// with ok true.
 func parseMAC(s string) (h hwaddr, ok bool) {
 	if s == "" {
 		return 0, true
 	}
-	if len(s) == 17 {
-		for i := 0; i < 6; i++ {
-			hi, lo := unhex(s[i*3]), unhex(s[i*3+1])
-			if hi < 0 || lo < 0 || (i < 5 && s[i*3+2] != ':') {
-				goto slow
-			}
-			h = h<<8 | hwaddr(hi<<4|lo)
-		}
-		return h | hwPresent, true
-	}
-slow:
 	hw, err := net.ParseMAC(s)
 	if err != nil || len(hw) != 6 {
 		return 0, false
 	}
-	h = 0
 	for _, b := range hw {
 		h = h<<8 | hwaddr(b)
 	}
 	return h | hwPresent, true
-}
-
-func unhex(c byte) int {
-	switch {
-	case '0' <= c && c <= '9':
-		return int(c - '0')
-	case 'a' <= c && c <= 'f':
-		return int(c - 'a' + 10)
-	case 'A' <= c && c <= 'F':
-		return int(c - 'A' + 10)
-	}
-	return -1
 }
 
 // String is the MAC as the DHCP server and the store spell it: lower-case
@@ -99,16 +76,11 @@ func (h hwaddr) String() string {
 	if h&hwPresent == 0 {
 		return ""
 	}
-	const digits = "0123456789abcdef"
-	var b [17]byte
-	for i := 5; i >= 0; i-- {
-		v := byte(h >> (8 * (5 - i)))
-		b[i*3], b[i*3+1] = digits[v>>4], digits[v&0xf]
-		if i < 5 {
-			b[i*3+2] = ':'
-		}
+	var b [6]byte
+	for i := range b {
+		b[i] = byte(h >> (8 * (5 - i)))
 	}
-	return string(b[:])
+	return net.HardwareAddr(b[:]).String()
 }
 
 // leaseState is model.LeaseState as a small integer.
